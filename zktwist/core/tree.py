@@ -1,0 +1,282 @@
+"""The data tree: znodes, their Stat, and txn application (DataTree.java).
+
+Plain Python, no I/O.  Applying a txn mutates the tree and fires watches on the
+tree's two :class:`WatchManager` tables.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Dict, Iterable, List, Optional, Set, Tuple
+
+from zktwist.core.watches import WatchManager
+from zktwist.proto.consts import (
+    CONTAINER_EPHEMERAL_OWNER,
+    EventType,
+    Perms,
+)
+
+ACL = Tuple[int, str, str]  # (perms, scheme, id)
+ACLList = Tuple[ACL, ...]
+
+OPEN_ACL_UNSAFE: ACLList = ((Perms.ALL, "world", "anyone"),)
+READ_ACL_UNSAFE: ACLList = ((Perms.READ, "world", "anyone"),)
+
+STAT = struct.Struct(">qqqqiiiqiiq")
+ZERO_STAT = STAT.pack(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+SYSTEM_PATHS = frozenset(("/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"))
+
+
+def ttl_owner(ttl: int) -> int:
+    """ephemeralOwner for a TTL node (EphemeralType.TTL.toEphemeralOwner), as a signed long."""
+    value = 0xFF00000000000000 | ttl
+    return value - (1 << 64)
+
+
+def ttl_of(owner: int) -> int:
+    return (owner + (1 << 64)) & 0x000000FFFFFFFFFF
+
+
+class NodeKind:
+    PERSISTENT = 0
+    EPHEMERAL = 1
+    CONTAINER = 2
+    TTL = 3
+
+
+def kind_of(owner: int) -> int:
+    if owner == 0:
+        return NodeKind.PERSISTENT
+    if owner == CONTAINER_EPHEMERAL_OWNER:
+        return NodeKind.CONTAINER
+    if owner < 0 and ((owner + (1 << 64)) >> 56) == 0xFF:
+        return NodeKind.TTL
+    return NodeKind.EPHEMERAL
+
+
+class Node:
+    """One znode.  ``cversion`` is the persisted count of child creations."""
+
+    __slots__ = ("data", "acl", "czxid", "mzxid", "ctime", "mtime", "version",
+                 "cversion", "aversion", "owner", "pzxid", "children", "_stat")
+
+    def __init__(self, data: Optional[bytes], acl: ACLList, czxid: int, ctime: int,
+                 owner: int) -> None:
+        self.data = data
+        self.acl = acl
+        self.czxid = czxid
+        self.mzxid = czxid
+        self.ctime = ctime
+        self.mtime = ctime
+        self.version = 0
+        self.cversion = 0
+        self.aversion = 0
+        self.owner = owner
+        self.pzxid = czxid
+        self.children: Set[str] = set()
+        self._stat: Optional[bytes] = None
+
+    def stat(self) -> bytes:
+        """The 68-byte wire Stat, cached until the node changes."""
+        s = self._stat
+        if s is None:
+            n = len(self.children)
+            owner = self.owner
+            if owner and kind_of(owner) != NodeKind.EPHEMERAL:
+                owner = 0
+            data = self.data
+            s = self._stat = STAT.pack(
+                self.czxid, self.mzxid, self.ctime, self.mtime, self.version,
+                2 * self.cversion - n, self.aversion, owner,
+                0 if data is None else len(data), n, self.pzxid)
+        return s
+
+    def stat_tuple(self) -> Tuple[int, ...]:
+        return STAT.unpack(self.stat())
+
+
+class ApplyResult:
+    """What applying one txn produced (ProcessTxnResult)."""
+
+    __slots__ = ("type", "err", "path", "stat", "multi")
+
+    def __init__(self, type_: int, err: int = 0, path: Optional[str] = None,
+                 stat: Optional[bytes] = None,
+                 multi: Optional[List["ApplyResult"]] = None) -> None:
+        self.type = type_
+        self.err = err
+        self.path = path
+        self.stat = stat
+        self.multi = multi
+
+
+class NoNodeError(Exception):
+    pass
+
+
+class NodeExistsError(Exception):
+    pass
+
+
+def split_path(path: str) -> Tuple[str, str]:
+    i = path.rfind("/")
+    parent = path[:i] or "/"
+    return parent, path[i + 1:]
+
+
+class DataTree:
+    """All znodes by path, the ephemerals of each session, and the watch tables."""
+
+    def __init__(self) -> None:
+        self.nodes: Dict[str, Node] = {}
+        self.ephemerals: Dict[int, Set[str]] = {}
+        self.containers: Set[str] = set()
+        self.ttls: Set[str] = set()
+        self.data_watches = WatchManager()
+        self.child_watches = WatchManager()
+        self.last_zxid = 0
+        self.approximate_data_size = 0
+        root = Node(b"", OPEN_ACL_UNSAFE, 0, 0, 0)
+        self.nodes["/"] = root
+        zk = Node(b"", OPEN_ACL_UNSAFE, 0, 0, 0)
+        self.nodes["/zookeeper"] = zk
+        root.children.add("zookeeper")
+        quota = Node(b"", OPEN_ACL_UNSAFE, 0, 0, 0)
+        self.nodes["/zookeeper/quota"] = quota
+        zk.children.add("quota")
+        config = Node(b"", READ_ACL_UNSAFE, 0, 0, 0)
+        config.aversion = -1  # setACL(config, READ_ACL_UNSAFE, -1) in DataTree.addConfigNode
+        self.nodes["/zookeeper/config"] = config
+        zk.children.add("config")
+
+    # -- reads ---------------------------------------------------------------
+
+    def get(self, path: str) -> Optional[Node]:
+        if path == "":
+            path = "/"
+        return self.nodes.get(path)
+
+    def node_count(self) -> int:
+        """As Apache ZooKeeper counts it: the root is stored twice ("" and "/")."""
+        return len(self.nodes) + 1
+
+    def all_children_number(self, path: str) -> int:
+        if path == "/":
+            return len(self.nodes) - 1
+        prefix = path + "/"
+        return sum(1 for p in self.nodes if p.startswith(prefix))
+
+    def ephemeral_count(self) -> int:
+        return sum(len(s) for s in self.ephemerals.values())
+
+    # -- mutations (called while applying txns) -----------------------------
+
+    def create_node(self, path: str, data: Optional[bytes], acl: ACLList, owner: int,
+                    parent_cversion: int, zxid: int, time: int) -> Node:
+        parent_path, name = split_path(path)
+        parent = self.nodes.get(parent_path)
+        if parent is None:
+            raise NoNodeError(path)
+        if name in parent.children or path in self.nodes:
+            raise NodeExistsError(path)
+        if parent_cversion == -1:
+            parent_cversion = parent.cversion + 1
+        if parent_cversion > parent.cversion:
+            parent.cversion = parent_cversion
+            parent.pzxid = zxid
+        node = Node(data, acl, zxid, time, owner)
+        parent.children.add(name)
+        parent._stat = None
+        self.nodes[path] = node
+        if data:
+            self.approximate_data_size += len(data)
+        self.approximate_data_size += len(path)
+        if owner:
+            kind = kind_of(owner)
+            if kind == NodeKind.EPHEMERAL:
+                eph = self.ephemerals.get(owner)
+                if eph is None:
+                    eph = self.ephemerals[owner] = set()
+                eph.add(path)
+            elif kind == NodeKind.CONTAINER:
+                self.containers.add(path)
+            else:
+                self.ttls.add(path)
+        self.data_watches.trigger(path, EventType.NodeCreated)
+        self.child_watches.trigger(parent_path, EventType.NodeChildrenChanged)
+        return node
+
+    def delete_node(self, path: str, zxid: int) -> None:
+        node = self.nodes.get(path)
+        if node is None:
+            raise NoNodeError(path)
+        parent_path, name = split_path(path)
+        del self.nodes[path]
+        self.approximate_data_size -= len(path) + (len(node.data) if node.data else 0)
+        owner = node.owner
+        if owner:
+            kind = kind_of(owner)
+            if kind == NodeKind.EPHEMERAL:
+                eph = self.ephemerals.get(owner)
+                if eph is not None:
+                    eph.discard(path)
+                    if not eph:
+                        del self.ephemerals[owner]
+            elif kind == NodeKind.CONTAINER:
+                self.containers.discard(path)
+            else:
+                self.ttls.discard(path)
+        parent = self.nodes.get(parent_path)
+        if parent is not None:
+            parent.children.discard(name)
+            if zxid > parent.pzxid:
+                parent.pzxid = zxid
+            parent._stat = None
+        fired = self.data_watches.trigger(path, EventType.NodeDeleted)
+        self.child_watches.trigger(path, EventType.NodeDeleted, fired)
+        self.child_watches.trigger(parent_path, EventType.NodeChildrenChanged)
+
+    def set_data(self, path: str, data: Optional[bytes], version: int, zxid: int,
+                 time: int) -> Node:
+        node = self.nodes.get(path)
+        if node is None:
+            raise NoNodeError(path)
+        old = node.data
+        node.data = data
+        node.mtime = time
+        node.mzxid = zxid
+        node.version = version
+        node._stat = None
+        self.approximate_data_size += (len(data) if data else 0) - (len(old) if old else 0)
+        self.data_watches.trigger(path, EventType.NodeDataChanged)
+        return node
+
+    def set_acl(self, path: str, acl: ACLList, version: int) -> Node:
+        node = self.nodes.get(path)
+        if node is None:
+            raise NoNodeError(path)
+        node.acl = acl
+        node.aversion = version
+        node._stat = None
+        return node
+
+    def kill_session(self, session_id: int, zxid: int, paths: Optional[Iterable[str]]) -> None:
+        own = self.ephemerals.pop(session_id, set())
+        for path in (list(paths) if paths is not None else sorted(own)):
+            node = self.nodes.get(path)
+            if node is None:
+                continue
+            try:
+                self.delete_node(path, zxid)
+            except NoNodeError:
+                pass
+
+    # -- watches -------------------------------------------------------------
+
+    def remove_watcher(self, watcher: object) -> None:
+        self.data_watches.remove_watcher(watcher)
+        self.child_watches.remove_watcher(watcher)
+
+    def watch_count(self) -> int:
+        return self.data_watches.watch_count() + self.child_watches.watch_count()

@@ -1,0 +1,258 @@
+"""Request decoding and response encoding for every client opcode (zookeeper.jute).
+
+Requests decode to plain tuples (cheap on the hot path); their shapes are
+documented on :func:`decode_request`.  Responses are built as ``bytes``.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from zktwist.proto.consts import OpCode
+from zktwist.proto.jute import (
+    JuteError,
+    Reader,
+    encode_buffer,
+    encode_strings,
+    encode_ustring,
+    pack_int,
+)
+
+ACL = Tuple[int, str, str]
+
+_multi_header = struct.Struct(">i?i")
+MULTI_DONE = _multi_header.pack(-1, True, -1)
+
+
+def read_acl(r: Reader) -> ACL:
+    perms = r.int()
+    scheme = r.ustring()
+    ident = r.ustring()
+    return (perms, scheme if scheme is not None else None, ident if ident is not None else None)  # type: ignore[return-value]
+
+
+def read_acls(r: Reader) -> Optional[List[ACL]]:
+    return r.vector(read_acl)
+
+
+def encode_acls(acls: Sequence[ACL]) -> bytes:
+    parts = [pack_int(len(acls))]
+    for perms, scheme, ident in acls:
+        parts.append(pack_int(perms))
+        parts.append(encode_ustring(scheme))
+        parts.append(encode_ustring(ident))
+    return b"".join(parts)
+
+
+def _path(r: Reader) -> str:
+    p = r.ustring()
+    if p is None:
+        raise JuteError("null path")
+    return p
+
+
+def _create(r: Reader) -> tuple:
+    return (_path(r), r.buffer(), read_acls(r), r.int(), -1)
+
+
+def _create_ttl(r: Reader) -> tuple:
+    return (_path(r), r.buffer(), read_acls(r), r.int(), r.long())
+
+
+def _path_version(r: Reader) -> tuple:
+    return (_path(r), r.int())
+
+
+def _path_watch(r: Reader) -> tuple:
+    return (_path(r), r.bool())
+
+
+def _set_data(r: Reader) -> tuple:
+    return (_path(r), r.buffer(), r.int())
+
+
+def _path_only(r: Reader) -> tuple:
+    return (_path(r),)
+
+
+def _set_acl(r: Reader) -> tuple:
+    return (_path(r), read_acls(r), r.int())
+
+
+def _path_type(r: Reader) -> tuple:
+    return (_path(r), r.int())
+
+
+def _get_ephemerals(r: Reader) -> tuple:
+    return (r.ustring(),)
+
+
+def _set_watches(r: Reader) -> tuple:
+    return (r.long(), r.strings() or [], r.strings() or [], r.strings() or [], [], [])
+
+
+def _set_watches2(r: Reader) -> tuple:
+    return (r.long(), r.strings() or [], r.strings() or [], r.strings() or [],
+            r.strings() or [], r.strings() or [])
+
+
+def _auth(r: Reader) -> tuple:
+    return (r.int(), r.ustring(), r.buffer())
+
+
+WRITE_SUBOPS = {
+    OpCode.create: _create,
+    OpCode.create2: _create,
+    OpCode.createContainer: _create,
+    OpCode.createTTL: _create_ttl,
+    OpCode.delete: _path_version,
+    OpCode.setData: _set_data,
+    OpCode.check: _path_version,
+}
+READ_SUBOPS = {
+    OpCode.getChildren: _path_watch,
+    OpCode.getData: _path_watch,
+}
+
+
+class MixedMultiError(JuteError):
+    """A multi mixed read and write ops, or used an op not allowed there."""
+
+
+def _multi(r: Reader) -> tuple:
+    ops: List[Tuple[int, tuple]] = []
+    kind = None
+    while True:
+        op_type = r.int()
+        done = r.bool()
+        r.int()  # err, ignored in requests
+        if done:
+            break
+        if op_type in WRITE_SUBOPS:
+            this_kind = "write"
+            req = WRITE_SUBOPS[op_type](r)
+        elif op_type in READ_SUBOPS:
+            this_kind = "read"
+            req = READ_SUBOPS[op_type](r)
+        else:
+            raise MixedMultiError("invalid type of op %d" % op_type)
+        if kind is None:
+            kind = this_kind
+        elif kind != this_kind:
+            raise MixedMultiError("mixing different kind of ops")
+        ops.append((op_type, req))
+    return tuple(ops)
+
+
+DECODERS: Dict[int, Callable[[Reader], tuple]] = {
+    OpCode.create: _create,
+    OpCode.create2: _create,
+    OpCode.createContainer: _create,
+    OpCode.createTTL: _create_ttl,
+    OpCode.delete: _path_version,
+    OpCode.exists: _path_watch,
+    OpCode.getData: _path_watch,
+    OpCode.setData: _set_data,
+    OpCode.getACL: _path_only,
+    OpCode.setACL: _set_acl,
+    OpCode.getChildren: _path_watch,
+    OpCode.getChildren2: _path_watch,
+    OpCode.sync: _path_only,
+    OpCode.check: _path_version,
+    OpCode.multi: _multi,
+    OpCode.multiRead: _multi,
+    OpCode.checkWatches: _path_type,
+    OpCode.removeWatches: _path_type,
+    OpCode.getEphemerals: _get_ephemerals,
+    OpCode.getAllChildrenNumber: _path_only,
+    OpCode.setWatches: _set_watches,
+    OpCode.setWatches2: _set_watches2,
+    OpCode.addWatch: _path_type,
+    OpCode.auth: _auth,
+}
+
+NO_BODY = frozenset((OpCode.ping, OpCode.closeSession, OpCode.whoAmI))
+
+
+def decode_request(op: int, data: bytes, offset: int) -> tuple:
+    """Decode the record of opcode ``op`` that starts at ``offset`` in ``data``.
+
+    Shapes: create* ``(path, data, acl, flags, ttl)``; delete/check ``(path, version)``;
+    exists/getData/getChildren[2] ``(path, watch)``; setData ``(path, data, version)``;
+    getACL/sync/getAllChildrenNumber ``(path,)``; setACL ``(path, acl, version)``;
+    multi/multiRead ``((op, request), ...)``; checkWatches/removeWatches/addWatch
+    ``(path, type_or_mode)``; getEphemerals ``(prefix,)``; setWatches[2]
+    ``(relativeZxid, data, exist, child, persistent, recursive)``; auth
+    ``(type, scheme, auth)``.  Raises :class:`JuteError` on malformed input and
+    ``KeyError`` for an opcode with no record.
+    """
+    if op in NO_BODY:
+        return ()
+    return DECODERS[op](Reader(data, offset))
+
+
+# -- responses ---------------------------------------------------------------
+
+def multi_header(op_type: int, err: int) -> bytes:
+    return _multi_header.pack(op_type, False, err)
+
+
+def create_response(path: str) -> bytes:
+    return encode_ustring(path)
+
+
+def create2_response(path: str, stat: bytes) -> bytes:
+    return encode_ustring(path) + stat
+
+
+def get_data_response(data: Optional[bytes], stat: bytes) -> bytes:
+    return encode_buffer(data) + stat
+
+
+def children_response(children: Sequence[str]) -> bytes:
+    return encode_strings(list(children))
+
+
+def whoami_response(infos: Sequence[Tuple[str, str]]) -> bytes:
+    parts = [pack_int(len(infos))]
+    for scheme, user in infos:
+        parts.append(encode_ustring(scheme))
+        parts.append(encode_ustring(user))
+    return b"".join(parts)
+
+
+# -- the handshake -------------------------------------------------------------
+
+_connect_fixed = struct.Struct(">iqiq")
+
+
+def decode_connect_request(data: bytes) -> Tuple[int, int, int, int, Optional[bytes], Optional[bool]]:
+    """(protocolVersion, lastZxidSeen, timeOut, sessionId, passwd, readOnly or None)."""
+    r = Reader(data)
+    version = r.int()
+    last_zxid = r.long()
+    timeout = r.int()
+    session_id = r.long()
+    passwd = r.buffer()
+    read_only: Optional[bool] = None
+    if r.remaining() >= 1:
+        read_only = r.bool()
+    return version, last_zxid, timeout, session_id, passwd, read_only
+
+
+_connect_response = struct.Struct(">iiqi")
+
+
+def encode_connect_response(timeout: int, session_id: int, passwd: bytes,
+                            read_only: Optional[bool]) -> bytes:
+    body = _connect_response.pack(0, timeout, session_id, len(passwd)) + passwd
+    if read_only is not None:
+        body += b"\x01" if read_only else b"\x00"
+    return pack_int(len(body)) + body
+
+
+def encode_notification(event_type: int, state: int, path: str) -> bytes:
+    raw = path.encode("utf-8", "surrogatepass")
+    body = struct.pack(">iqiiii", -1, -1, 0, event_type, state, len(raw)) + raw
+    return pack_int(len(body)) + body

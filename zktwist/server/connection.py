@@ -1,0 +1,346 @@
+"""One client TCP connection: framing, the handshake, ordering of replies and events.
+
+Replies on a connection go out in request order: a read is answered at once
+unless this connection still waits for an earlier write (or ping, or read
+queued behind one), in which case it waits its turn.  Watch events are
+appended to the same output buffer the moment their txn is applied, so a
+client always sees an event before any reply that reflects the change.  All
+output of one ``dataReceived`` (or one durable batch) leaves in one
+``transport.write``.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Deque, List, Optional, Tuple
+
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+
+from zktwist.proto import records
+from zktwist.proto.consts import (
+    AUTH_XID,
+    Err,
+    KeeperState,
+    OpCode,
+    PING_XID,
+)
+from zktwist.proto.jute import JuteError, pack_int, pack_reply_header, unpack_request_header
+
+if TYPE_CHECKING:
+    from zktwist.server.standalone import StandaloneServer
+
+log = Logger()
+_int = struct.Struct(">i")
+
+INIT, CONNECTING, ESTABLISHED, CLOSED = range(4)
+
+# Opcodes a client may send (Request.isValid) that we route.
+WRITE_OPS = frozenset((
+    OpCode.create, OpCode.create2, OpCode.createContainer, OpCode.createTTL, OpCode.delete,
+    OpCode.setData, OpCode.setACL, OpCode.multi, OpCode.check, OpCode.reconfig,
+    OpCode.deleteContainer,
+))
+READ_OPS = frozenset((
+    OpCode.exists, OpCode.getData, OpCode.getACL, OpCode.getChildren, OpCode.getChildren2,
+    OpCode.sync, OpCode.multiRead, OpCode.checkWatches, OpCode.removeWatches,
+    OpCode.getEphemerals, OpCode.getAllChildrenNumber, OpCode.setWatches, OpCode.setWatches2,
+    OpCode.addWatch, OpCode.whoAmI,
+))
+
+
+class Entry:
+    """A request waiting for its turn to be answered."""
+
+    __slots__ = ("xid", "op", "req", "reply", "zxid", "started")
+
+    def __init__(self, xid: int, op: int, req: Any, started: float) -> None:
+        self.xid = xid
+        self.op = op
+        self.req = req
+        self.reply: Optional[bytes] = None  # set when a write's txn is applied
+        self.zxid = 0
+        self.started = started
+
+
+class ClientConnection(Protocol):
+    def __init__(self, server: "StandaloneServer") -> None:
+        self.server = server
+        self.state = INIT
+        self._buf = bytearray()
+        self.out: List[bytes] = []
+        self.queue: Deque[Entry] = deque()
+        self.session_id = 0
+        self.timeout = 0
+        self.auth_ids: List[Tuple[str, str]] = []
+        self.remote_ip = ""
+        self.read_only_byte: Optional[bool] = None
+        self.connect_zxid = 0
+        self.paused = False
+        self._closing_session = False
+        # Statistics for cons/stat.
+        self.established_at = 0.0
+        self.packets_received = 0
+        self.packets_sent = 0
+        self.last_op = "NA"
+        self.last_cxid = -1
+        self.last_zxid = -1
+        self.last_response = 0.0
+        self.last_latency = 0
+        self.min_latency = -1
+        self.max_latency = 0
+        self.total_latency = 0
+        self.latency_count = 0
+
+    # -- transport events -----------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()  # type: ignore[union-attr]
+        self.remote_ip = getattr(peer, "host", "")
+        self.auth_ids = [("ip", self.remote_ip)]
+        if not self.server.connection_opened(self):
+            self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: object = None) -> None:
+        if self.state == CLOSED:
+            return
+        self.state = CLOSED
+        self.queue.clear()
+        self.server.connection_closed(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.state == CLOSED:
+            return
+        buf = self._buf
+        buf += data
+        maxbuf = self.server.config.jute_maxbuffer
+        off = 0
+        n = len(buf)
+        try:
+            while n - off >= 4:
+                length = _int.unpack_from(buf, off)[0]
+                if self.state == INIT and off == 0:
+                    word = bytes(buf[0:4])
+                    if self.server.is_four_letter_word(word):
+                        self.server.run_four_letter_word(self, word.decode("ascii"))
+                        return
+                if length < 0 or length > maxbuf:
+                    log.info("Closing connection from {ip}: frame length {n} out of range",
+                             ip=self.remote_ip, n=length)
+                    self.close()
+                    return
+                if n - off - 4 < length:
+                    break
+                start = off + 4
+                off = start + length
+                frame = bytes(buf[start:off])
+                if self.state == ESTABLISHED:
+                    self._request(frame)
+                elif self.state == INIT:
+                    self._connect(frame)
+                elif self.state == CONNECTING:
+                    self._pending_frames.append(frame)
+                else:
+                    return
+                if self.state == CLOSED:
+                    return
+        finally:
+            if off:
+                del buf[:off]
+        if self.session_id:
+            self.server.touch(self)
+        self.flush()
+
+    # -- output ------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        out = self.out
+        if out and self.state != CLOSED:
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])  # type: ignore[union-attr]
+            self.packets_sent += len(out)
+            self.server.stats.packets_sent += len(out)
+            out.clear()
+
+    def send_reply(self, xid: int, zxid: int, err: int, body: Optional[bytes]) -> None:
+        if body is not None and err == 0:
+            self.out.append(pack_int(16 + len(body)) + pack_reply_header(xid, zxid, err) + body)
+        else:
+            self.out.append(pack_int(16) + pack_reply_header(xid, zxid, err))
+
+    def process_event(self, event_type: int, path: str) -> None:
+        """A watch fired (called by the core's watch tables)."""
+        if self.state == CLOSED:
+            return
+        self.out.append(records.encode_notification(event_type, KeeperState.SyncConnected, path))
+        self.server.dirty.add(self)
+
+    def close(self) -> None:
+        """Send what is buffered, then close the socket."""
+        if self.state == CLOSED:
+            return
+        self.flush()
+        self.transport.loseConnection()  # type: ignore[union-attr]
+        self.connectionLost(None)
+
+    # -- the handshake -------------------------------------------------------------------
+
+    def _connect(self, frame: bytes) -> None:
+        try:
+            (_version, last_zxid, timeout, session_id, passwd,
+             read_only) = records.decode_connect_request(frame)
+        except JuteError:
+            log.info("Closing connection from {ip}: malformed ConnectRequest", ip=self.remote_ip)
+            self.close()
+            return
+        self._pending_frames: List[bytes] = []
+        self.read_only_byte = read_only
+        self.server.stats.packets_received += 1
+        self.packets_received += 1
+        self.server.connect(self, last_zxid, timeout, session_id, passwd)
+
+    def established(self, session_id: int, timeout: int, passwd: bytes) -> None:
+        """The session is ready: answer the ConnectRequest and run what the client pipelined."""
+        self.session_id = session_id
+        self.timeout = timeout
+        self.state = ESTABLISHED
+        self.established_at = time.time()
+        resp = records.encode_connect_response(
+            timeout, session_id, passwd, False if self.read_only_byte is not None else None)
+        self.out.append(resp)
+        frames = getattr(self, "_pending_frames", [])
+        self._pending_frames = []
+        for frame in frames:
+            if self.state != ESTABLISHED:
+                break
+            self._request(frame)
+        self.flush()
+
+    def reject(self) -> None:
+        """Expired session or wrong password: the zero ConnectResponse, then close."""
+        self.out.append(records.encode_connect_response(
+            0, 0, b"\x00" * 16, False if self.read_only_byte is not None else None))
+        self.close()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def _request(self, frame: bytes) -> None:
+        server = self.server
+        server.stats.packets_received += 1
+        self.packets_received += 1
+        if len(frame) < 8:
+            self.close()
+            return
+        xid, op = unpack_request_header(frame, 0)
+        if op == OpCode.auth:
+            self._auth(xid, frame)
+            return
+        now = time.monotonic()
+        if op in READ_OPS:
+            try:
+                req = records.decode_request(op, frame, 8)
+            except JuteError:
+                req = None
+            if self.queue:
+                self.queue.append(Entry(xid, op, req, now))
+            else:
+                self._answer_read(xid, op, req, now)
+        elif op == OpCode.ping:
+            if self.queue:
+                self.queue.append(Entry(xid, op, None, now))
+            else:
+                self.send_reply(PING_XID, server.core.last_zxid, 0, None)
+        elif op in WRITE_OPS:
+            server.submit_write(self, xid, op, frame, now)
+        elif op == OpCode.closeSession:
+            server.submit_close(self, xid, now)
+        else:
+            # Unknown or unsupported opcode: UNIMPLEMENTED, then close (UnimplementedRequestProcessor).
+            self.send_reply(xid, -1, Err.UNIMPLEMENTED, None)
+            self.close()
+
+    def _auth(self, xid: int, frame: bytes) -> None:
+        try:
+            _type, scheme, auth = records.decode_request(OpCode.auth, frame, 8)
+        except JuteError:
+            self.close()
+            return
+        ids = self.server.core.authenticate(scheme, auth, self.remote_ip)
+        if ids is None:
+            self.server.stats.auth_failed += 1
+            self.send_reply(xid, 0, Err.AUTHFAILED, None)
+            self.close()
+            return
+        for i in ids:
+            if i not in self.auth_ids:
+                self.auth_ids.append(i)
+        self.send_reply(xid, 0, 0, None)
+
+    def _answer_read(self, xid: int, op: int, req: Any, started: float) -> None:
+        server = self.server
+        core = server.core
+        if req is None:
+            err, body = Err.MARSHALLINGERROR, None
+        else:
+            err, body = core.read(self.session_id, op, req, self.auth_ids, self)
+        zxid = core.last_zxid
+        reply_xid = xid
+        self.send_reply(reply_xid, zxid, err, body)
+        self._record(xid, zxid, op, started)
+
+    def _record(self, xid: int, zxid: int, op: int, started: float) -> None:
+        now = time.monotonic()
+        latency = int((now - started) * 1000)
+        self.last_cxid = xid
+        self.last_zxid = zxid
+        self.last_op = OP_ABBREV.get(op, "NA")
+        self.last_response = time.time()
+        self.last_latency = latency
+        if self.min_latency < 0 or latency < self.min_latency:
+            self.min_latency = latency
+        if latency > self.max_latency:
+            self.max_latency = latency
+        self.total_latency += latency
+        self.latency_count += 1
+        self.server.stats.record_latency(latency)
+
+    def write_applied(self, entry: Entry, reply: Optional[bytes]) -> None:
+        """A write of this connection was applied; answer everything now due, in order."""
+        entry.reply = reply
+        self.drain()
+        self.server.dirty.add(self)
+
+    def drain(self) -> None:
+        queue = self.queue
+        server = self.server
+        while queue:
+            head = queue[0]
+            if head.op in WRITE_OPS or head.op == OpCode.closeSession:
+                if head.reply is None:
+                    return
+                queue.popleft()
+                if head.reply:
+                    self.out.append(head.reply)
+                self._record(head.xid, head.zxid, head.op, head.started)
+            elif head.op == OpCode.ping:
+                queue.popleft()
+                self.send_reply(PING_XID, server.core.last_zxid, 0, None)
+            else:
+                queue.popleft()
+                self._answer_read(head.xid, head.op, head.req, head.started)
+            if self.state == CLOSED:
+                return
+
+
+OP_ABBREV = {
+    OpCode.create: "CREA", OpCode.create2: "CREA", OpCode.createContainer: "CREA",
+    OpCode.createTTL: "CREA", OpCode.delete: "DELE", OpCode.exists: "EXIS",
+    OpCode.getData: "GETD", OpCode.setData: "SETD", OpCode.getACL: "GACL", OpCode.setACL: "SACL",
+    OpCode.getChildren: "GETC", OpCode.getChildren2: "GETC", OpCode.sync: "SYNC",
+    OpCode.ping: "PING", OpCode.multi: "MULT", OpCode.multiRead: "MLTR",
+    OpCode.checkWatches: "CHKW", OpCode.removeWatches: "REMW", OpCode.getEphemerals: "GETE",
+    OpCode.getAllChildrenNumber: "GETACN", OpCode.setWatches: "SETW", OpCode.setWatches2: "STW2",
+    OpCode.addWatch: "ADDW", OpCode.whoAmI: "HOMI", OpCode.closeSession: "CLOSE",
+    OpCode.check: "CHEC",
+}

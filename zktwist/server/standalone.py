@@ -1,0 +1,319 @@
+"""The standalone server's shell: wires the pure core to connections, the log and timers.
+
+It owns the :class:`~zktwist.core.database.ZooKeeperCore`, the group committer
+and the live connections.  Writes are prepped at once, logged by the committer
+and applied (then answered) when their batch is durable.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, List, Optional, Set, Tuple
+
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from zktwist.config import ServerConfig
+from zktwist.core.database import CoreConfig, ZooKeeperCore
+from zktwist.core.sessions import session_password
+from zktwist.core.txn import Txn, decode
+from zktwist.proto import records
+from zktwist.proto.consts import Err, OpCode
+from zktwist.proto.jute import JuteError, pack_int, pack_reply_header
+from zktwist.server.connection import ClientConnection, Entry
+from zktwist.server.stats import ServerStats
+from zktwist.storage.committer import GroupCommitter
+
+log = Logger()
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class StandaloneServer:
+    """Everything one standalone server holds while it runs."""
+
+    def __init__(self, config: ServerConfig, backend: Any, reactor: Any) -> None:
+        self.config = config
+        self.backend = backend
+        self.reactor = reactor
+        self.core = ZooKeeperCore(CoreConfig(
+            tick_time=config.tick_time, server_id=1, skip_acl=config.skip_acl,
+            extended_types=config.extended_types_enabled, super_digest=config.super_digest,
+            container_max_never_used_ms=config.container_max_never_used_ms), wall_ms())
+        self.core.on_session_closed = self._session_closed
+        self.committer = GroupCommitter(reactor, backend, self._durable, self._log_failed)
+        self.stats = ServerStats()
+        self.connections: Set[ClientConnection] = set()
+        self.by_session: Dict[int, ClientConnection] = {}
+        self.per_ip: Dict[str, int] = {}
+        self.dirty: Set[ClientConnection] = set()
+        # zxid -> (connection or None, entry or None, kind)
+        self._waiting: Dict[int, Tuple[Optional[ClientConnection], Optional[Entry], str]] = {}
+        self.outstanding = 0
+        self.started_at = time.time()
+        self.serving = False
+
+    # -- start-up ------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Open the log and replay it into the tree; returns the number of txns."""
+        self.backend.open()
+        now = wall_ms()
+        count = 0
+        for _zxid, payload in self.backend.read_txns(0):
+            self.core.replay(decode(payload), now)
+            count += 1
+        # Replayed sessions get a full timeout from now to reattach.
+        for sid, session in list(self.core.sessions.sessions.items()):
+            self.core.sessions.touch(sid, now)
+        self.committer.start()
+        self.serving = True
+        return count
+
+    def shutdown(self) -> None:
+        self.serving = False
+        for conn in list(self.connections):
+            conn.close()
+        self.committer.stop()
+        self.backend.close()
+
+    # -- connections ------------------------------------------------------------------
+
+    def connection_opened(self, conn: ClientConnection) -> bool:
+        limit = self.config.max_client_cnxns
+        count = self.per_ip.get(conn.remote_ip, 0)
+        if limit and count >= limit:
+            log.warn("Too many connections from {ip} - max is {max}", ip=conn.remote_ip, max=limit)
+            return False
+        self.per_ip[conn.remote_ip] = count + 1
+        self.connections.add(conn)
+        self.stats.connections_total += 1
+        return True
+
+    def connection_closed(self, conn: ClientConnection) -> None:
+        if conn in self.connections:
+            self.connections.discard(conn)
+            n = self.per_ip.get(conn.remote_ip, 1) - 1
+            if n <= 0:
+                self.per_ip.pop(conn.remote_ip, None)
+            else:
+                self.per_ip[conn.remote_ip] = n
+        self.dirty.discard(conn)
+        self.core.tree.remove_watcher(conn)
+        if conn.session_id and self.by_session.get(conn.session_id) is conn:
+            del self.by_session[conn.session_id]
+        self._maybe_resume()
+
+    def connect(self, conn: ClientConnection, last_zxid: int, timeout: int, session_id: int,
+                passwd: Optional[bytes]) -> None:
+        core = self.core
+        if not self.serving:
+            conn.close()
+            return
+        if last_zxid > core.last_zxid:
+            log.info("Refusing session request for client {ip} as it has seen zxid 0x{z:x} "
+                     "our last zxid is 0x{l:x} client must try another server",
+                     ip=conn.remote_ip, z=last_zxid, l=core.last_zxid)
+            conn.close()
+            return
+        timeout = max(self.config.min_session_timeout, min(timeout, self.config.max_session_timeout))
+        if session_id == 0:
+            new_id = core.sessions.new_session_id()
+            conn.state = 1  # CONNECTING
+            conn.timeout = timeout
+            txn = core.prep.prep_create_session(new_id, timeout, wall_ms())
+            self._waiting[txn.zxid] = (conn, None, "session")
+            self.committer.submit(txn)
+            return
+        if not core.check_password(session_id, passwd) or not core.sessions.touch(
+                session_id, wall_ms(), timeout):
+            conn.reject()
+            return
+        old = self.by_session.get(session_id)
+        if old is not None and old is not conn:
+            old.close()
+        self.by_session[session_id] = conn
+        conn.established(session_id, timeout, session_password(session_id))
+
+    def touch(self, conn: ClientConnection) -> None:
+        self.core.sessions.touch(conn.session_id, wall_ms(), conn.timeout)
+
+    # -- writes --------------------------------------------------------------------------
+
+    def submit_write(self, conn: ClientConnection, xid: int, op: int, frame: bytes,
+                     started: float) -> None:
+        core = self.core
+        try:
+            if op == OpCode.deleteContainer:
+                req: Any = frame[8:].decode("utf-8", "replace")
+            elif op == OpCode.reconfig:
+                req = None
+            else:
+                req = records.decode_request(op, frame, 8)
+        except (JuteError, KeyError) as e:
+            req = e
+        now = wall_ms()
+        if op == OpCode.deleteContainer:
+            txn = core.prep.prep_delete_container(req, now) if isinstance(req, str) else \
+                core.prep.prep(conn.session_id, xid, op, req, conn.auth_ids, now)
+        elif op == OpCode.reconfig:
+            zxid = core.prep.next_zxid()
+            txn = Txn(conn.session_id, xid, zxid, now, OpCode.error, (Err.RECONFIGDISABLED,))
+        else:
+            txn = core.prep.prep(conn.session_id, xid, op, req, conn.auth_ids, now)
+        entry = Entry(xid, op, None, started)
+        conn.queue.append(entry)
+        self._waiting[txn.zxid] = (conn, entry, "write")
+        self._count_in()
+        self.committer.submit(txn)
+
+    def submit_close(self, conn: ClientConnection, xid: int, started: float) -> None:
+        txn = self.core.prep.prep_close_session(conn.session_id, xid, wall_ms())
+        entry = Entry(xid, OpCode.closeSession, None, started)
+        conn.queue.append(entry)
+        self._waiting[txn.zxid] = (conn, entry, "close")
+        self._count_in()
+        self.committer.submit(txn)
+
+    def _count_in(self) -> None:
+        self.outstanding += 1
+        if self.outstanding > self.config.global_outstanding_limit:
+            for c in self.connections:
+                if not c.paused:
+                    c.paused = True
+                    c.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def _maybe_resume(self) -> None:
+        if self.outstanding <= self.config.global_outstanding_limit:
+            for c in self.connections:
+                if c.paused:
+                    c.paused = False
+                    c.transport.resumeProducing()  # type: ignore[union-attr]
+
+    def expire_sessions(self) -> None:
+        """Tick: close the sessions whose time ran out."""
+        now = wall_ms()
+        for sid in self.core.expired_sessions(now):
+            log.info("Expiring session 0x{sid:x}", sid=sid & 0xFFFFFFFFFFFFFFFF)
+            txn = self.core.prep.prep_close_session(sid, 0, now)
+            self._waiting[txn.zxid] = (None, None, "expire")
+            self.committer.submit(txn)
+
+    def reap_containers(self) -> None:
+        now = wall_ms()
+        for path in self.core.reapable(now):
+            txn = self.core.prep.prep_delete_container(path, now)
+            self.committer.submit(txn)
+
+    # -- durable batches -----------------------------------------------------------------------
+
+    def _durable(self, batch: List[Txn]) -> None:
+        core = self.core
+        now = wall_ms()
+        waiting = self._waiting
+        for txn in batch:
+            result = core.apply(txn, now)
+            target = waiting.pop(txn.zxid, None)
+            if target is None:
+                continue
+            conn, entry, kind = target
+            if kind == "write":
+                self.outstanding -= 1
+                if conn is None or entry is None or conn.state == 3:
+                    continue
+                if entry.op == OpCode.check and txn.type == OpCode.check:
+                    # 3.8.0 logs a top-level check and then drops the connection.
+                    conn.close()
+                    continue
+                err, body = core.write_reply(entry.op, result)
+                entry.zxid = txn.zxid
+                if body is not None and err == 0:
+                    frame = pack_int(16 + len(body)) + pack_reply_header(entry.xid, txn.zxid, err) + body
+                else:
+                    frame = pack_int(16) + pack_reply_header(entry.xid, txn.zxid, err)
+                conn.write_applied(entry, frame)
+            elif kind == "close":
+                self.outstanding -= 1
+                if conn is None or entry is None or conn.state == 3:
+                    continue
+                entry.zxid = txn.zxid
+                conn.write_applied(entry, pack_int(16) + pack_reply_header(entry.xid, txn.zxid, 0))
+                conn.flush()
+                conn.close()
+            elif kind == "session":
+                if conn is None or conn.state == 3:
+                    continue
+                sid = txn.session_id
+                old = self.by_session.get(sid)
+                if old is not None and old is not conn:
+                    old.close()
+                self.by_session[sid] = conn
+                conn.established(sid, txn.body[0], session_password(sid))
+        self._flush_dirty()
+        self._maybe_resume()
+
+    def _flush_dirty(self) -> None:
+        dirty = self.dirty
+        while dirty:
+            dirty.pop().flush()
+
+    def _log_failed(self, batch: List[Txn], failure: Failure) -> None:
+        log.failure("Writing the transaction log failed; {n} txns rolled back", failure, n=len(batch))
+        self.stats.log_failures += 1
+        self.core.prep.rollback_all(self.core.last_zxid)
+        for txn in batch:
+            target = self._waiting.pop(txn.zxid, None)
+            if target is None:
+                continue
+            conn, entry, kind = target
+            if kind in ("write", "close"):
+                self.outstanding -= 1
+            if conn is None or conn.state == 3:
+                continue
+            if entry is not None:
+                conn.write_applied(entry, pack_int(16) + pack_reply_header(
+                    entry.xid, self.core.last_zxid, Err.SYSTEMERROR))
+            else:
+                conn.close()
+            if kind == "session":
+                conn.close()
+        # Sessions marked closing by a rolled-back close may close again at the next tick.
+        for s in self.core.sessions.sessions.values():
+            s.closing = False
+        self._flush_dirty()
+        self._maybe_resume()
+
+    def _session_closed(self, session_id: int) -> None:
+        conn = self.by_session.pop(session_id, None)
+        if conn is not None and conn.queue and conn.queue[-1].op == OpCode.closeSession:
+            return  # the client asked: the reply goes out first
+        if conn is not None:
+            conn.close()
+
+    # -- four-letter words ------------------------------------------------------------------------
+
+    def is_four_letter_word(self, word: bytes) -> bool:
+        from zktwist.server.fourletter import is_command
+        return is_command(word)
+
+    def run_four_letter_word(self, conn: ClientConnection, word: str) -> None:
+        from zktwist.server.fourletter import run
+        text = run(self, conn, word)
+        conn.transport.write(text.encode("utf-8"))  # type: ignore[union-attr]
+        conn.transport.loseConnection()  # type: ignore[union-attr]
+        conn.connectionLost(None)
+
+
+class ClientFactory(Factory):
+    """Builds a :class:`ClientConnection` per accepted socket."""
+
+    def __init__(self, server: StandaloneServer) -> None:
+        self.server = server
+
+    def buildProtocol(self, addr: Any) -> ClientConnection:
+        conn = ClientConnection(self.server)
+        conn.factory = self
+        return conn

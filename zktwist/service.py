@@ -1,0 +1,122 @@
+"""The zktwist service tree, for twistd and for embedding in another Twisted application.
+
+    from zktwist.config import load
+    from zktwist.service import makeService
+    makeService(load("zoo.cfg")).setServiceParent(application)
+
+The tree is a :class:`MultiService` of named children, started in order:
+``storage`` (opens the log and recovers the tree), ``sessions`` (expiry
+ticks), ``containers`` (container and TTL reaping) and ``client`` (the client
+port).  Stopping runs in reverse, so the port closes before the log.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from twisted.application import internet, service
+from twisted.internet import endpoints
+from twisted.logger import Logger
+
+from zktwist import __version__
+from zktwist.config import ConfigError, ServerConfig
+from zktwist.server.standalone import ClientFactory, StandaloneServer
+from zktwist.storage.filelog import FileLogBackend
+
+log = Logger()
+
+
+def make_backend(config: ServerConfig) -> Any:
+    if config.storage_backend == "filelog":
+        return FileLogBackend(config.data_dir, config.data_log_dir,
+                              prealloc_size=config.prealloc_size, fsync=config.force_sync)
+    raise ConfigError("%s: storage.backend: unknown backend %r (available: filelog)"
+                      % (config.path, config.storage_backend))
+
+
+class StorageService(service.Service):
+    """Opens the log and replays it into the tree before anything listens."""
+
+    def __init__(self, server: StandaloneServer) -> None:
+        self.server = server
+        self.recovered = False
+
+    def _recover(self) -> None:
+        if self.recovered:
+            return
+        self.recovered = True
+        n = self.server.recover()
+        log.info("zktwist {version}: recovered {n} txns, last zxid 0x{zxid:x}",
+                 version=__version__, n=n, zxid=self.server.core.last_zxid)
+
+    def privilegedStartService(self) -> None:
+        # twistd binds every port before startService: recover first, so no
+        # client ever meets a server that has not replayed its log.
+        self._recover()
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        self._recover()
+        super().startService()
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.server.shutdown()
+
+
+class ClientPortService(internet.StreamServerEndpointService):
+    """The client port; remembers the listening port so tests and embedders can ask for it."""
+
+    def __init__(self, reactor: Any, config: ServerConfig, factory: ClientFactory) -> None:
+        endpoint = endpoints.TCP4ServerEndpoint(
+            reactor, config.client_port, interface=config.client_port_address)
+        super().__init__(endpoint, factory)
+        self.config = config
+        self.listening_port: Optional[Any] = None
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._waitingForPort.addCallback(self._listening)  # type: ignore[union-attr]
+
+    def _listening(self, port: Any) -> Any:
+        self.listening_port = port
+        addr = port.getHost()
+        log.info("zktwist serving clients on {host}:{port}", host=addr.host, port=addr.port)
+        return port
+
+
+class ZKTwistService(service.MultiService):
+    """A standalone zktwist server as one Twisted service."""
+
+    def __init__(self, config: ServerConfig, reactor: Optional[Any] = None) -> None:
+        super().__init__()
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+            reactor = default_reactor
+        self.config = config
+        self.server = StandaloneServer(config, make_backend(config), reactor)
+        storage = StorageService(self.server)
+        storage.setName("storage")
+        storage.setServiceParent(self)
+        ticks = internet.TimerService(config.tick_time / 1000.0, self.server.expire_sessions)
+        ticks.clock = reactor
+        ticks.setName("sessions")
+        ticks.setServiceParent(self)
+        reaper = internet.TimerService(config.container_check_interval_ms / 1000.0,
+                                       self.server.reap_containers)
+        reaper.clock = reactor
+        reaper.setName("containers")
+        reaper.setServiceParent(self)
+        self.client = ClientPortService(reactor, config, ClientFactory(self.server))
+        self.client.setName("client")
+        self.client.setServiceParent(self)
+
+    @property
+    def port(self) -> Optional[int]:
+        """The client port actually bound (useful with clientPort=0)."""
+        lp = self.client.listening_port
+        return lp.getHost().port if lp is not None else None
+
+
+def makeService(config: ServerConfig, reactor: Optional[Any] = None) -> ZKTwistService:
+    return ZKTwistService(config, reactor)

@@ -1,0 +1,278 @@
+"""The file-log backend: Apache ZooKeeper's ``version-2/log.<zxid>`` format.
+
+Each file starts with a 16-byte header (``ZKLG``, version 2, dbid 0); each
+record is ``long adler32(payload)``, ``int len``, the payload (TxnHeader + txn
+record) and the end marker ``0x42``.  Files are preallocated with zeros, so a
+zero length marks the end.  On open every record is checked: a damaged record
+followed only by zeros in the newest file is a torn tail and is cut off (with
+a log line); damage anywhere else refuses to start.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from zktwist.interfaces import IStorageBackend
+from zktwist.storage.errors import CorruptLogError, StorageError
+
+log = Logger()
+
+MAGIC = 0x5A4B4C47  # "ZKLG"
+FILE_HEADER = struct.Struct(">iiq")
+RECORD_HEAD = struct.Struct(">qi")
+END_OF_RECORD = 0x42
+TXN_ZXID = struct.Struct(">q")  # zxid sits at offset 12 of the TxnHeader
+DEFAULT_PREALLOC = 64 * 1024 * 1024
+
+
+def log_name(zxid: int) -> str:
+    return "log.%x" % zxid
+
+
+def _zxid_of_name(name: str) -> Optional[int]:
+    if not name.startswith("log."):
+        return None
+    try:
+        return int(name[4:], 16)
+    except ValueError:
+        return None
+
+
+def encode_record(payload: bytes) -> bytes:
+    return RECORD_HEAD.pack(zlib.adler32(payload), len(payload)) + payload + b"\x42"
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def dir_size(path: str) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.stat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+class _Scan:
+    """The valid records of one log file, and where they end."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.records: List[Tuple[int, bytes]] = []
+        self.end = FILE_HEADER.size
+        self.torn_at: Optional[int] = None
+        self.torn_reason = ""
+
+
+def scan_file(path: str, max_record: int = 1 << 30) -> _Scan:
+    scan = _Scan(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < FILE_HEADER.size:
+        scan.torn_at = 0
+        scan.torn_reason = "short file header"
+        scan.end = 0
+        return scan
+    magic, version, _ = FILE_HEADER.unpack_from(data, 0)
+    if magic != MAGIC or version != 2:
+        raise CorruptLogError(path, 0, "bad file header")
+    off = FILE_HEADER.size
+    size = len(data)
+    while off + RECORD_HEAD.size <= size:
+        checksum, length = RECORD_HEAD.unpack_from(data, off)
+        if length == 0 and checksum == 0:
+            break  # preallocated zeros: the end of the log
+        start = off + RECORD_HEAD.size
+        reason = ""
+        if length <= 0 or length > max_record:
+            reason = "bad record length %d" % length
+        elif start + length + 1 > size:
+            reason = "record runs past the end of the file"
+        else:
+            payload = data[start:start + length]
+            if zlib.adler32(payload) != (checksum & 0xFFFFFFFF):
+                reason = "checksum mismatch"
+            elif data[start + length] != END_OF_RECORD:
+                reason = "missing end-of-record marker"
+        if reason:
+            scan.torn_at = off
+            scan.torn_reason = reason
+            # Anything non-zero after the damaged record's claimed end means
+            # later data exists: that is corruption, not a torn tail.
+            claimed_end = start + length + 1 if 0 < length <= size else start
+            rest = data[max(claimed_end, start):]
+            if rest.strip(b"\x00"):
+                raise CorruptLogError(path, off, reason)
+            break
+        zxid = TXN_ZXID.unpack_from(payload, 12)[0] if length >= 20 else -1
+        scan.records.append((zxid, payload))
+        off = start + length + 1
+        scan.end = off
+    else:
+        scan.end = off
+    return scan
+
+
+@implementer(IStorageBackend)
+class FileLogBackend:
+    """Append-only txn log files in ``<log_dir>/version-2``."""
+
+    name = "filelog"
+
+    def __init__(self, data_dir: str, log_dir: Optional[str] = None,
+                 prealloc_size: int = DEFAULT_PREALLOC, fsync: bool = True) -> None:
+        self.data_dir = data_dir
+        self.log_dir = log_dir or data_dir
+        self.version_dir = os.path.join(self.log_dir, "version-2")
+        self.prealloc_size = prealloc_size
+        self.fsync = fsync
+        self._files: List[Tuple[int, str]] = []
+        self._fd: Optional[int] = None
+        self._pos = 0
+        self._prealloc_end = 0
+        self._last_zxid = 0
+        self._opened = False
+
+    # -- recovery -------------------------------------------------------------------
+
+    def _list_files(self) -> List[Tuple[int, str]]:
+        out = []
+        for name in os.listdir(self.version_dir):
+            z = _zxid_of_name(name)
+            if z is not None:
+                out.append((z, os.path.join(self.version_dir, name)))
+        out.sort()
+        return out
+
+    def open(self) -> None:
+        os.makedirs(self.version_dir, exist_ok=True)
+        os.makedirs(os.path.join(self.data_dir, "version-2"), exist_ok=True)
+        self._files = self._list_files()
+        last = 0
+        for i, (_, path) in enumerate(self._files):
+            scan = scan_file(path)
+            newest = i == len(self._files) - 1
+            if scan.torn_at is not None:
+                if not newest:
+                    raise CorruptLogError(path, scan.torn_at, scan.torn_reason)
+                log.warn("Cutting a torn record off the end of {path} at offset {offset} ({reason})",
+                         path=path, offset=scan.torn_at, reason=scan.torn_reason)
+                with open(path, "r+b") as f:
+                    f.truncate(max(scan.torn_at, 0))
+                    f.flush()
+                    os.fsync(f.fileno())
+            for zxid, _ in scan.records:
+                if zxid <= last:
+                    raise CorruptLogError(path, 0, "zxid 0x%x out of order after 0x%x" % (zxid, last))
+                last = zxid
+        self._last_zxid = last
+        self._opened = True
+
+    def read_txns(self, from_zxid: int = 0) -> Iterator[Tuple[int, bytes]]:
+        for _, path in self._list_files():
+            for zxid, payload in scan_file(path).records:
+                if zxid >= from_zxid:
+                    yield zxid, payload
+
+    # -- appending (storage thread) --------------------------------------------------
+
+    def _start_file(self, first_zxid: int) -> None:
+        path = os.path.join(self.version_dir, log_name(first_zxid))
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, FILE_HEADER.pack(MAGIC, 2, 0))
+            self._pos = FILE_HEADER.size
+            self._prealloc_end = 0
+            self._preallocate(fd, 0)
+            os.fsync(fd)
+            _fsync_dir(self.version_dir)
+        except BaseException:
+            os.close(fd)
+            os.unlink(path)
+            raise
+        self._fd = fd
+        self._files.append((first_zxid, path))
+
+    def _preallocate(self, fd: int, need: int) -> None:
+        if self._pos + need + 4096 <= self._prealloc_end:
+            return
+        new_end = self._prealloc_end
+        while self._pos + need + 4096 > new_end:
+            new_end += self.prealloc_size
+        try:
+            os.posix_fallocate(fd, self._prealloc_end, new_end - self._prealloc_end)
+        except (AttributeError, OSError):
+            os.ftruncate(fd, new_end)
+        self._prealloc_end = new_end
+
+    def append(self, records: Sequence[Tuple[int, bytes]]) -> None:
+        if not records:
+            return
+        if self._fd is None:
+            self._start_file(records[0][0])
+        fd = self._fd
+        assert fd is not None
+        blob = b"".join(encode_record(payload) for _, payload in records)
+        start = self._pos
+        try:
+            self._preallocate(fd, len(blob))
+            written = os.pwrite(fd, blob, start)
+            if written != len(blob):
+                raise StorageError("short write to the transaction log")
+        except BaseException:
+            # Leave no half record behind: zero what may have been written.
+            try:
+                os.pwrite(fd, b"\x00" * len(blob), start)
+            except OSError:
+                pass
+            raise
+        self._pos = start + len(blob)
+        self._last_zxid = records[-1][0]
+
+    def sync(self) -> None:
+        if self._fd is not None and self.fsync:
+            os.fdatasync(self._fd)
+
+    def append_and_sync(self, records: Sequence[Tuple[int, bytes]]) -> None:
+        """One group commit: write the batch, then one fdatasync."""
+        start = self._pos
+        last = self._last_zxid
+        self.append(records)
+        try:
+            self.sync()
+        except BaseException:
+            # The batch is not durable: take it back so the log never holds
+            # txns whose clients were told they failed.
+            try:
+                if self._fd is not None:
+                    os.pwrite(self._fd, b"\x00" * (self._pos - start), start)
+            except OSError:
+                pass
+            self._pos = start
+            self._last_zxid = last
+            raise
+
+    def last_zxid(self) -> int:
+        return self._last_zxid
+
+    def sizes(self) -> Dict[str, int]:
+        return {"datadir_size": dir_size(self.data_dir), "logdir_size": dir_size(self.log_dir)}
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
