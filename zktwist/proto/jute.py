@@ -127,10 +127,32 @@ def encode_buffer(value: Optional[bytes]) -> bytes:
     return _int.pack(len(value)) + value
 
 
+def java_utf8(value: str) -> bytes:
+    """UTF-8 as Java's ``String.getBytes(UTF_8)`` writes it from jute.
+
+    Java strings are UTF-16: a character outside the BMP is a surrogate pair,
+    and each surrogate is written as its own 3-byte sequence (CESU-8).
+    """
+    if value.isascii():
+        return value.encode("ascii")
+    if max(value) <= "\uffff":
+        return value.encode("utf-8", "surrogatepass")
+    chars = []
+    for ch in value:
+        o = ord(ch)
+        if o > 0xFFFF:
+            o -= 0x10000
+            chars.append(chr(0xD800 + (o >> 10)))
+            chars.append(chr(0xDC00 + (o & 0x3FF)))
+        else:
+            chars.append(ch)
+    return "".join(chars).encode("utf-8", "surrogatepass")
+
+
 def encode_ustring(value: Optional[str]) -> bytes:
     if value is None:
         return NULL_BUFFER
-    raw = value.encode("utf-8", "surrogatepass")
+    raw = java_utf8(value)
     return _int.pack(len(raw)) + raw
 
 
@@ -139,7 +161,7 @@ def encode_strings(values: Optional[Sequence[str]]) -> bytes:
         return NULL_BUFFER
     parts = [_int.pack(len(values))]
     for v in values:
-        raw = v.encode("utf-8", "surrogatepass")
+        raw = java_utf8(v)
         parts.append(_int.pack(len(raw)))
         parts.append(raw)
     return b"".join(parts)

@@ -16,6 +16,7 @@ from zktwist.proto.jute import (
     encode_buffer,
     encode_strings,
     encode_ustring,
+    java_utf8,
     pack_int,
 )
 
@@ -253,6 +254,6 @@ def encode_connect_response(timeout: int, session_id: int, passwd: bytes,
 
 
 def encode_notification(event_type: int, state: int, path: str) -> bytes:
-    raw = path.encode("utf-8", "surrogatepass")
+    raw = java_utf8(path)
     body = struct.pack(">iqiiii", -1, -1, 0, event_type, state, len(raw)) + raw
     return pack_int(len(body)) + body

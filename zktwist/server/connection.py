@@ -77,9 +77,9 @@ class ClientConnection(Protocol):
         self.auth_ids: List[Tuple[str, str]] = []
         self.remote_ip = ""
         self.read_only_byte: Optional[bool] = None
-        self.connect_zxid = 0
         self.paused = False
-        self._closing_session = False
+        # Set once the client sent closeSession: nothing after it is served.
+        self.closing_session = False
         # Statistics for cons/stat.
         self.established_at = 0.0
         self.packets_received = 0
@@ -232,6 +232,8 @@ class ClientConnection(Protocol):
         if len(frame) < 8:
             self.close()
             return
+        if self.closing_session:
+            return
         xid, op = unpack_request_header(frame, 0)
         if op == OpCode.auth:
             self._auth(xid, frame)
@@ -254,6 +256,7 @@ class ClientConnection(Protocol):
         elif op in WRITE_OPS:
             server.submit_write(self, xid, op, frame, now)
         elif op == OpCode.closeSession:
+            self.closing_session = True
             server.submit_close(self, xid, now)
         else:
             # Unknown or unsupported opcode: UNIMPLEMENTED, then close (UnimplementedRequestProcessor).
@@ -323,6 +326,9 @@ class ClientConnection(Protocol):
                 if head.reply:
                     self.out.append(head.reply)
                 self._record(head.xid, head.zxid, head.op, head.started)
+                if head.op == OpCode.closeSession:
+                    queue.clear()
+                    return
             elif head.op == OpCode.ping:
                 queue.popleft()
                 self.send_reply(PING_XID, server.core.last_zxid, 0, None)

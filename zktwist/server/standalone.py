@@ -128,13 +128,15 @@ class StandaloneServer:
             self._waiting[txn.zxid] = (conn, None, "session")
             self.committer.submit(txn)
             return
+        # As Apache ZooKeeper 3.8 does, the session's current connection is
+        # closed before the password is checked (ZooKeeperServer.processConnectRequest).
+        old = self.by_session.get(session_id)
+        if old is not None and old is not conn:
+            old.close()
         if not core.check_password(session_id, passwd) or not core.sessions.touch(
                 session_id, wall_ms(), timeout):
             conn.reject()
             return
-        old = self.by_session.get(session_id)
-        if old is not None and old is not conn:
-            old.close()
         self.by_session[session_id] = conn
         conn.established(session_id, timeout, session_password(session_id))
 
@@ -288,8 +290,8 @@ class StandaloneServer:
 
     def _session_closed(self, session_id: int) -> None:
         conn = self.by_session.pop(session_id, None)
-        if conn is not None and conn.queue and conn.queue[-1].op == OpCode.closeSession:
-            return  # the client asked: the reply goes out first
+        if conn is not None and conn.closing_session:
+            return  # the client asked: its reply goes out first, then the socket closes
         if conn is not None:
             conn.close()
 
