@@ -1,0 +1,1 @@
+"""Protocol-level tests: ClientConnection + StandaloneServer on in-memory transports."""
