@@ -1,86 +1,167 @@
-"""Four-letter words on the client port (FourLetterCommands), with Apache ZooKeeper's output formats."""
+"""Four-letter words on the client port, with Apache ZooKeeper 3.8.0's output formats.
+
+Each handler returns exactly the text a 3.8.0 standalone server writes for
+the word (``server/command/*.java``): the same lines, field names, order,
+tabs and trailing newlines, with zktwist's own values.  :func:`run` also does
+the bookkeeping NIOServerCnxn does around a word: the word counts as one
+packet received, and the reply as one packet sent per 8192 characters (the
+PrintWriter/BufferedWriter chunks), on the connection and server-wide.
+
+Where zktwist has no equivalent of a Java value (the JVM in ``envi``), the
+nearest Python/process fact is given under Apache ZooKeeper's key.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import platform
+import pwd
 import resource
 import socket
 import struct
 import sys
+import tempfile
 import time
-from typing import TYPE_CHECKING, Callable, Dict, List
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 from zktwist import ZOOKEEPER_COMPAT_VERSION, __version__
+from zktwist.server.stats import java_double
 
 if TYPE_CHECKING:
     from zktwist.server.connection import ClientConnection
     from zktwist.server.standalone import StandaloneServer
 
+#: Version.getFullVersion(): "<version>-<revision>, built on <date>".  kazoo's server_version()
+#: and monitoring tools parse the leading "3.8.0".
 VERSION_LINE = "%s-zktwist-%s, built on 1970-01-01 00:00 UTC" % (ZOOKEEPER_COMPAT_VERSION, __version__)
-NOT_SERVING = "This ZooKeeper instance is not currently serving requests\n"
+ZK_NOT_SERVING = "This ZooKeeper instance is not currently serving requests"
+NOT_SERVING = ZK_NOT_SERVING + "\n"
 
-COMMANDS = ("ruok", "srvr", "stat", "conf", "cons", "crst", "dump", "envi", "mntr", "srst",
-            "wchs", "wchc", "wchp", "isro", "dirs", "gtmk", "stmk")
-_CODES = {struct.unpack(">i", w.encode())[0]: w for w in COMMANDS}
-TELNET_CLOSE = 0xFFF4FFFD - (1 << 32)
+#: The words 3.8.0 knows (FourLetterCommands.cmd2String, less the telnet close sentinel).
+COMMANDS = ("conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srst",
+            "srvr", "stat", "wchc", "wchp", "wchs", "mntr", "isro", "hash")
+_KNOWN = frozenset(w.encode("ascii") for w in COMMANDS)
+
+#: NIOServerCnxn's sessionlessCnxnTimeout (zookeeper.nio.sessionlessCnxnTimeout): the expiry
+#: interval of the connection expiry queue that ``dump`` prints.
+SESSIONLESS_CNXN_TIMEOUT = 10000
+
+#: PrintWriter(BufferedWriter(SendBufferWriter)): the reply leaves in chunks of this many chars,
+#: each one counted as a packet sent.
+CHUNK = 8192
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def is_command(word: bytes) -> bool:
-    try:
-        return word.decode("ascii") in COMMANDS
-    except UnicodeDecodeError:
-        return False
+    return bytes(word) in _KNOWN
 
+
+def is_enabled(server: "StandaloneServer", word: str) -> bool:
+    """FourLetterCommands.isEnabled: the whitelist, plus srvr always (zkServer.sh needs it)."""
+    if word == "srvr":
+        return True
+    words = server.config.four_letter_words
+    if word in words:
+        return True
+    if word == "hash":
+        # '*' enables every known word; zktwist's config stores '*' as the full list it knows.
+        from zktwist.config import ALL_4LW
+        return words >= frozenset(ALL_4LW)
+    return False
+
+
+# -- value formatting -------------------------------------------------------------------
 
 def _hex(v: int) -> str:
+    """Long.toHexString."""
     return "%x" % (v & 0xFFFFFFFFFFFFFFFF)
 
 
-def _latency(server: "StandaloneServer") -> str:
-    st = server.stats
-    return "Latency min/avg/max: %d/%s/%d\n" % (max(st.min_latency, 0), _fmt_avg(st.avg_latency),
-                                                st.max_latency)
+def _java_ip(ip: str) -> str:
+    """InetAddress.getHostAddress: IPv6 in full, without zero compression or padding."""
+    if ":" not in ip:
+        return ip
+    scope = ""
+    if "%" in ip:
+        ip, scope = ip.split("%", 1)
+        scope = "%" + scope
+    try:
+        addr = ipaddress.IPv6Address(ip)
+    except ValueError:
+        return ip + scope
+    if addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return ":".join("%x" % int(g, 16) for g in addr.exploded.split(":")) + scope
 
 
-def _fmt_avg(v: float) -> str:
-    s = "%.4f" % v
-    s = s.rstrip("0")
-    if s.endswith("."):
-        s += "0"
-    return s
+def _remote(conn: "ClientConnection") -> str:
+    """InetSocketAddress.toString() of an accepted socket: '/ip:port'."""
+    try:
+        peer = conn.transport.getPeer()  # type: ignore[union-attr]
+        port = int(getattr(peer, "port", 0))
+    except Exception:
+        port = 0
+    return "/%s:%d" % (_java_ip(conn.remote_ip), port)
 
 
-def _server_lines(server: "StandaloneServer") -> str:
+def _java_date(ms: float) -> str:
+    """java.util.Date.toString(): 'EEE MMM dd HH:mm:ss zzz yyyy' in the local time zone."""
+    t = time.localtime(ms / 1000.0)
+    return "%s %s %02d %02d:%02d:%02d %s %d" % (
+        _DAYS[t.tm_wday], _MONTHS[t.tm_mon - 1], t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
+        t.tm_zone or "UTC", t.tm_year)
+
+
+def _elapsed_ms(wall_seconds: float) -> int:
+    """A wall-clock instant as Time.currentElapsedTime() (System.nanoTime()/1e6) would show it."""
+    return int((time.monotonic() - (time.time() - wall_seconds)) * 1000)
+
+
+# -- srvr / stat / cons -------------------------------------------------------------------
+
+def _server_stats(server: "StandaloneServer") -> str:
+    """ServerStats.toString() then 'Node count: n'."""
     st = server.stats
     return (
-        "Received: %d\n" % st.packets_received
+        "Latency min/avg/max: %d/%s/%d\n" % (max(st.min_latency, 0), java_double(st.avg_latency),
+                                              st.max_latency)
+        + "Received: %d\n" % st.packets_received
         + "Sent: %d\n" % st.packets_sent
         + "Connections: %d\n" % len(server.connections)
         + "Outstanding: %d\n" % server.outstanding
-        + "Zxid: 0x%x\n" % server.core.last_zxid
+        + "Zxid: 0x%s\n" % _hex(server.core.last_zxid)
         + "Mode: standalone\n"
         + "Node count: %d\n" % server.core.tree.node_count()
     )
 
 
-def _conn_brief(conn: "ClientConnection") -> str:
-    return " /%s:%d[%d](queued=%d,recved=%d,sent=%d)\n" % (
-        conn.remote_ip, conn.transport.getPeer().port, 1 if conn.session_id else 0,  # type: ignore[union-attr]
-        len(conn.queue), conn.packets_received, conn.packets_sent)
+def _connections(server: "StandaloneServer") -> List["ClientConnection"]:
+    return list(server.connections)
 
 
-def _conn_full(conn: "ClientConnection") -> str:
-    if not conn.session_id:
-        return _conn_brief(conn)[:-2] + ")\n"
-    avg = conn.total_latency // conn.latency_count if conn.latency_count else 0
-    return (" /%s:%d[1](queued=%d,recved=%d,sent=%d,sid=0x%s,lop=%s,est=%d,to=%d,lcxid=0x%x,"
-            "lzxid=0x%s,lresp=%d,llat=%d,minlat=%d,avglat=%d,maxlat=%d)\n") % (
-        conn.remote_ip, conn.transport.getPeer().port, len(conn.queue),  # type: ignore[union-attr]
-        conn.packets_received, conn.packets_sent, _hex(conn.session_id), conn.last_op,
-        int(conn.established_at * 1000), conn.timeout, conn.last_cxid & 0xFFFFFFFF,
-        _hex(conn.last_zxid), int(conn.last_response * 1000), conn.last_latency,
-        max(conn.min_latency, 0), avg, conn.max_latency)
+def _interest_ops(c: "ClientConnection", current: "ClientConnection") -> str:
+    # OP_READ while the connection reads; 0 once the word's selection key is cancelled, or while
+    # reading is paused (globalOutstandingLimit).
+    return "0" if c is current or getattr(c, "paused", False) else "1"
+
+
+def _conn_info(c: "ClientConnection", current: "ClientConnection", brief: bool) -> str:
+    """ServerCnxn.dumpConnectionInfo (without the println that follows it)."""
+    out = " %s[%s](queued=%d,recved=%d,sent=%d" % (
+        _remote(c), _interest_ops(c, current), len(c.queue), c.packets_received, c.packets_sent)
+    if not brief and c.session_id:
+        avg = c.total_latency // c.latency_count if c.latency_count else 0
+        out += ",sid=0x%s,lop=%s,est=%d,to=%d" % (
+            _hex(c.session_id), c.last_op, int(c.established_at * 1000), c.timeout)
+        if c.last_cxid >= 0:
+            out += ",lcxid=0x%s" % _hex(c.last_cxid)
+        out += ",lzxid=0x%s,lresp=%d,llat=%d,minlat=%d,avglat=%d,maxlat=%d" % (
+            _hex(c.last_zxid), _elapsed_ms(c.last_response) if c.last_response else 0,
+            c.last_latency, max(c.min_latency, 0), avg, c.max_latency)
+    return out + ")"
 
 
 def ruok(server: "StandaloneServer", conn: "ClientConnection") -> str:
@@ -88,63 +169,138 @@ def ruok(server: "StandaloneServer", conn: "ClientConnection") -> str:
 
 
 def srvr(server: "StandaloneServer", conn: "ClientConnection") -> str:
-    return "Zookeeper version: %s\n" % VERSION_LINE + _latency(server) + _server_lines(server)
+    if not server.serving:
+        return NOT_SERVING
+    return "Zookeeper version: %s\n" % VERSION_LINE + _server_stats(server)
 
 
 def stat(server: "StandaloneServer", conn: "ClientConnection") -> str:
-    out = "Zookeeper version: %s\nClients:\n" % VERSION_LINE
-    for c in list(server.connections):
-        out += _conn_brief(c)
-    return out + "\n" + _latency(server) + _server_lines(server)
+    if not server.serving:
+        return NOT_SERVING
+    out = ["Zookeeper version: %s\n" % VERSION_LINE, "Clients:\n"]
+    for c in _connections(server):
+        out.append(_conn_info(c, conn, True) + "\n")
+    out.append("\n")
+    out.append(_server_stats(server))
+    return "".join(out)
 
 
 def cons(server: "StandaloneServer", conn: "ClientConnection") -> str:
-    return "".join(_conn_full(c) for c in list(server.connections)) + "\n"
+    if not server.serving:
+        return NOT_SERVING
+    return "".join(_conn_info(c, conn, False) + "\n" for c in _connections(server)) + "\n"
 
 
 def crst(server: "StandaloneServer", conn: "ClientConnection") -> str:
-    for c in server.connections:
+    if not server.serving:
+        return NOT_SERVING
+    for c in _connections(server):  # ServerCnxn.resetStats
         c.packets_received = c.packets_sent = 0
-        c.min_latency, c.max_latency, c.total_latency, c.latency_count = -1, 0, 0, 0
+        c.min_latency, c.max_latency = -1, 0
+        c.last_op, c.last_cxid, c.last_zxid = "NA", -1, -1
+        c.last_response, c.last_latency = 0.0, 0
+        c.total_latency, c.latency_count = 0, 0
     return "Connection stats reset.\n"
 
 
 def srst(server: "StandaloneServer", conn: "ClientConnection") -> str:
+    if not server.serving:
+        return NOT_SERVING
     server.stats.reset()
     return "Server stats reset.\n"
 
 
+# -- conf / dirs / envi ------------------------------------------------------------------------
+
+def _dir_size(path: str) -> int:
+    """ZooKeeperServer.getDirSize: the lengths of all files below ``path``."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.stat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _snap_dir(server: "StandaloneServer") -> str:
+    return os.path.join(os.path.abspath(server.config.data_dir), "version-2")
+
+
+def _log_dir(server: "StandaloneServer") -> str:
+    return os.path.join(os.path.abspath(server.config.data_log_dir or server.config.data_dir),
+                        "version-2")
+
+
+def _data_dir_size(server: "StandaloneServer") -> int:
+    # ZooKeeperServer.getDataDirSize() measures snapLog.getDataDir(), which is the txn log
+    # directory; getLogDirSize() measures the snapshot directory.  3.8.0 reports them so.
+    return _dir_size(_log_dir(server))
+
+
+def _log_dir_size(server: "StandaloneServer") -> int:
+    return _dir_size(_snap_dir(server))
+
+
+def _client_port(server: "StandaloneServer") -> int:
+    return int(getattr(server, "client_port", 0) or server.config.client_port)
+
+
 def conf(server: "StandaloneServer", conn: "ClientConnection") -> str:
-    eff = server.config.effective()
-    eff["dataDirSize"] = str(server.backend.sizes()["datadir_size"])
-    eff["dataLogSize"] = str(server.backend.sizes()["logdir_size"])
-    return "".join("%s=%s\n" % kv for kv in eff.items())
-
-
-def envi(server: "StandaloneServer", conn: "ClientConnection") -> str:
+    """ZooKeeperServer.dumpConf."""
+    if not server.serving:
+        return NOT_SERVING
+    cfg = server.config
     items = [
-        ("zookeeper.version", VERSION_LINE),
-        ("host.name", socket.gethostname()),
-        ("java.version", "zktwist-python-%s" % platform.python_version()),
-        ("java.vendor", "zktwist"),
-        ("java.home", sys.prefix),
-        ("java.class.path", ""),
-        ("java.library.path", ""),
-        ("java.io.tmpdir", "/tmp"),
-        ("java.compiler", "<NA>"),
-        ("os.name", platform.system()),
-        ("os.arch", platform.machine()),
-        ("os.version", platform.release()),
-        ("user.name", os.environ.get("USER", "")),
-        ("user.home", os.path.expanduser("~")),
-        ("user.dir", os.getcwd()),
-        ("os.memory.free", "0MB"),
-        ("os.memory.max", "0MB"),
-        ("os.memory.total", "%dMB" % (_rss_bytes() // (1024 * 1024))),
-        ("python.version", platform.python_version()),
-        ("zktwist.version", __version__),
+        ("clientPort", _client_port(server)),
+        ("secureClientPort", -1),
+        ("dataDir", _snap_dir(server)),
+        ("dataDirSize", _data_dir_size(server)),
+        ("dataLogDir", _log_dir(server)),
+        ("dataLogSize", _log_dir_size(server)),
+        ("tickTime", cfg.tick_time),
+        ("maxClientCnxns", cfg.max_client_cnxns),
+        ("minSessionTimeout", cfg.min_session_timeout),
+        ("maxSessionTimeout", cfg.max_session_timeout),
+        ("clientPortListenBacklog", -1),
+        ("serverId", 0),
     ]
-    return "Environment:\n" + "".join("%s=%s\n" % kv for kv in items)
+    return "".join("%s=%s\n" % kv for kv in items)
+
+
+def dirs(server: "StandaloneServer", conn: "ClientConnection") -> str:
+    if not server.serving:
+        return NOT_SERVING
+    return "datadir_size: %d\nlogdir_size: %d\n" % (_data_dir_size(server), _log_dir_size(server))
+
+
+_HOST_NAME: Optional[str] = None
+
+
+def _host_name() -> str:
+    """InetAddress.getLocalHost().getCanonicalHostName(), looked up once."""
+    global _HOST_NAME
+    if _HOST_NAME is None:
+        try:
+            _HOST_NAME = socket.getfqdn(socket.gethostname()) or "<NA>"
+        except OSError:
+            _HOST_NAME = "<NA>"
+    return _HOST_NAME
+
+
+def _os_arch() -> str:
+    """The os.arch property: Java's names for the machine."""
+    m = platform.machine()
+    return {"x86_64": "amd64", "AMD64": "amd64", "i386": "i386", "i486": "i386", "i586": "i386",
+            "i686": "i386", "armv7l": "arm", "ppc64le": "ppc64le"}.get(m, m or "<NA>")
+
+
+def _user_name() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (KeyError, OSError):
+        return os.environ.get("USER", "<NA>")
 
 
 def _rss_bytes() -> int:
@@ -155,6 +311,52 @@ def _rss_bytes() -> int:
         return 0
 
 
+def _memory_limit() -> int:
+    """The most memory this process may use: RLIMIT_AS, or else the machine's physical memory."""
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if soft != resource.RLIM_INFINITY and soft > 0:
+        return soft
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (OSError, ValueError):
+        return 0
+
+
+def _environment() -> List[Tuple[str, str]]:
+    """Environment.list(), the JVM's facts answered by the Python process."""
+    mb = 1024 * 1024
+    rss = _rss_bytes()
+    return [
+        ("zookeeper.version", VERSION_LINE),
+        ("host.name", _host_name()),
+        ("java.version", platform.python_version()),
+        ("java.vendor", platform.python_implementation()),
+        ("java.home", sys.prefix),
+        ("java.class.path", os.pathsep.join(p for p in sys.path if p)),
+        ("java.library.path", os.environ.get("LD_LIBRARY_PATH", "")),
+        ("java.io.tmpdir", tempfile.gettempdir()),
+        ("java.compiler", "<NA>"),
+        ("os.name", platform.system() or "<NA>"),
+        ("os.arch", _os_arch()),
+        ("os.version", platform.release() or "<NA>"),
+        ("user.name", _user_name()),
+        ("user.home", os.path.expanduser("~")),
+        ("user.dir", os.getcwd()),
+        # Runtime.freeMemory/totalMemory/maxMemory: Python has no sized heap; total is the
+        # resident set (all of it in use, so free is 0, keeping free <= total <= max) and max
+        # the most the process may use (RLIMIT_AS, else physical memory).
+        ("os.memory.free", "0MB"),
+        ("os.memory.max", "%dMB" % (_memory_limit() // mb)),
+        ("os.memory.total", "%dMB" % (rss // mb)),
+    ]
+
+
+def envi(server: "StandaloneServer", conn: "ClientConnection") -> str:
+    return "Environment:\n" + "".join("%s=%s\n" % kv for kv in _environment())
+
+
+# -- mntr --------------------------------------------------------------------------------------
+
 def _open_fds() -> int:
     try:
         return len(os.listdir("/proc/self/fd"))
@@ -162,123 +364,227 @@ def _open_fds() -> int:
         return 0
 
 
-def mntr(server: "StandaloneServer", conn: "ClientConnection") -> str:
+def _approximate_data_size(server: "StandaloneServer") -> int:
+    """DataTree.cachedApproximateDataSize: len(path) + len(data) over every node.
+
+    Apache ZooKeeper's nodes map holds the root twice ("" and "/") and counts the system nodes
+    (/zookeeper, /zookeeper/quota, /zookeeper/config) from the start; zktwist's running counter
+    covers the nodes created since, so the built-in ones are added here.
+    """
+    tree = server.core.tree
+    builtin = sum(len(p) + len(tree.nodes[p].data or b"")
+                  for p in ("/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config")
+                  if p in tree.nodes)
+    return tree.approximate_data_size + builtin
+
+
+def monitor_values(server: "StandaloneServer") -> List[Tuple[str, object]]:
+    """What ``mntr`` prints, as (key without 'zk_', value), in 3.8.0 standalone's order."""
     st = server.stats
     tree = server.core.tree
-    values = [
-        ("zk_version", VERSION_LINE),
-        ("zk_server_state", "standalone"),
-        ("zk_avg_latency", _fmt_avg(st.avg_latency)),
-        ("zk_max_latency", st.max_latency),
-        ("zk_min_latency", max(st.min_latency, 0)),
-        ("zk_packets_received", st.packets_received),
-        ("zk_packets_sent", st.packets_sent),
-        ("zk_num_alive_connections", len(server.connections)),
-        ("zk_outstanding_requests", server.outstanding),
-        ("zk_znode_count", tree.node_count()),
-        ("zk_watch_count", tree.watch_count()),
-        ("zk_ephemerals_count", tree.ephemeral_count()),
-        ("zk_approximate_data_size", tree.approximate_data_size),
-        ("zk_open_file_descriptor_count", _open_fds()),
-        ("zk_max_file_descriptor_count", resource.getrlimit(resource.RLIMIT_NOFILE)[0]),
-        ("zk_global_sessions", len(server.core.sessions)),
-        ("zk_local_sessions", 0),
-        ("zk_uptime", int((time.time() - server.started_at) * 1000)),
-        ("zk_auth_failed_count", st.auth_failed),
-        ("zk_connection_drop_probability", "0.0"),
-        ("zk_outstanding_tls_handshake", 0),
-        ("zk_non_mtls_local_conn_count", 0),
-        ("zk_non_mtls_remote_conn_count", 0),
-        ("zk_quorum_size", 1),
-        ("zk_fsync_batches", server.committer.batches),
-        ("zk_fsync_txns", server.committer.txns),
+    sizes = st.response_sizes
+    values: List[Tuple[str, object]] = [
+        # ZooKeeperServer.dumpMonitorValues
+        ("version", VERSION_LINE),
+        ("server_state", "standalone"),
+        # the gauges ZooKeeperServer.registerMetrics registers
+        ("ephemerals_count", tree.ephemeral_count()),
+        ("num_alive_connections", len(server.connections)),
+        ("avg_latency", st.avg_latency),
+        ("outstanding_requests", server.outstanding),
+        ("znode_count", tree.node_count()),
+        ("global_sessions", len(server.core.sessions)),
+        ("non_mtls_remote_conn_count", st.non_mtls_remote_conn_count),
+        ("last_client_response_size", sizes.last),
+        ("packets_sent", st.packets_sent),
+        ("packets_received", st.packets_received),
+        ("max_client_response_size", sizes.max),
+        ("connection_drop_probability", 0.0),
+        ("watch_count", tree.watch_count()),
+        ("auth_failed_count", st.auth_failed),
+        ("min_latency", max(st.min_latency, 0)),
+        ("max_file_descriptor_count", resource.getrlimit(resource.RLIMIT_NOFILE)[0]),
+        ("approximate_data_size", _approximate_data_size(server)),
+        ("open_file_descriptor_count", _open_fds()),
+        ("local_sessions", 0),
+        ("uptime", int((time.time() - server.started_at) * 1000)),
+        ("max_latency", st.max_latency),
+        ("outstanding_tls_handshake", 0),
+        ("min_client_response_size", sizes.min),
+        ("non_mtls_local_conn_count", st.non_mtls_local_conn_count),
     ]
-    return "".join("%s\t%s\n" % (k, v) for k, v in values)
+    # the ServerMetrics counters and summaries zktwist measures
+    values.extend(st.metric_values())
+    return values
+
+
+def _mntr_value(value: object) -> str:
+    """MonitorCommand.print: integers as they are, other numbers as Double.toString."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return java_double(value)
+    return str(value)
+
+
+def mntr(server: "StandaloneServer", conn: "ClientConnection") -> str:
+    if not server.serving:
+        return NOT_SERVING
+    return "".join("zk_%s\t%s\n" % (k, _mntr_value(v)) for k, v in monitor_values(server))
+
+
+# -- dump ----------------------------------------------------------------------------------------
+
+def _expiry_dump(buckets: Dict[int, List[str]], total: int) -> str:
+    """ExpiryQueue.dump after its 'Session '/'Connections ' prefix."""
+    out = ["Sets (%d)/(%d):\n" % (len(buckets), total)]
+    for when in sorted(buckets):
+        elems = buckets[when]
+        out.append("%d expire at %s:\n" % (len(elems), _java_date(when)))
+        out.extend("\t%s\n" % e for e in elems)
+    return "".join(out)
+
+
+def _session_buckets(server: "StandaloneServer") -> Tuple[Dict[int, List[str]], int]:
+    tracker = server.core.sessions
+    buckets: Dict[int, List[str]] = {}
+    for sid, s in tracker.sessions.items():
+        if s.expire_at:
+            buckets.setdefault(s.expire_at, []).append("0x" + _hex(sid))
+    for elems in buckets.values():
+        elems.sort()
+    return buckets, len(tracker.sessions)
+
+
+def _connection_buckets(server: "StandaloneServer") -> Tuple[Dict[int, List[str]], int]:
+    """NIOServerCnxnFactory's cnxnExpiryQueue: each connection expires its timeout after its
+    last I/O, rounded up to the next multiple of the sessionless connection timeout."""
+    interval = SESSIONLESS_CNXN_TIMEOUT
+    now = int(time.time() * 1000)
+    sessions = server.core.sessions.sessions
+    buckets: Dict[int, List[str]] = {}
+    conns = _connections(server)
+    for c in conns:
+        s = sessions.get(c.session_id) if c.session_id else None
+        if s is not None and s.expire_at:
+            when = s.expire_at  # last touch + timeout, rounded to a tick
+        else:
+            when = now + (c.timeout if c.session_id else interval)
+        when = (when // interval + 1) * interval
+        buckets.setdefault(when, []).append(
+            "ip: %s sessionId: 0x%s" % (_remote(c), _hex(c.session_id)))
+    return buckets, len(conns)
 
 
 def dump(server: "StandaloneServer", conn: "ClientConnection") -> str:
+    if not server.serving:
+        return NOT_SERVING
     tree = server.core.tree
-    out = "SessionTracker dump:\nSession Sets (%d)/(%d):\n" % (
-        len(server.core.sessions), len(server.core.sessions))
-    for s in server.core.sessions.sessions.values():
-        out += "0x%s\n" % _hex(s.id)
-    out += "ephemeral nodes dump:\nSessions with Ephemerals (%d):\n" % len(tree.ephemerals)
+    out = ["SessionTracker dump:\n", "Session ", _expiry_dump(*_session_buckets(server)),
+           "ephemeral nodes dump:\n",
+           "Sessions with Ephemerals (%d):\n" % len(tree.ephemerals)]
     for sid, paths in tree.ephemerals.items():
-        out += "0x%s:\n" % _hex(sid)
-        for p in sorted(paths):
-            out += "\t%s\n" % p
-    out += "Connections dump:\nConnections Sets (%d)/(%d):\n" % (
-        len(server.connections), len(server.connections))
-    for c in server.connections:
-        if c.session_id:
-            out += "0x%s\n" % _hex(c.session_id)
-    return out
+        out.append("0x%s:\n" % _hex(sid))
+        out.extend("\t%s\n" % p for p in sorted(paths))
+    out.append("Connections dump:\n")
+    out.append("Connections " + _expiry_dump(*_connection_buckets(server)))
+    return "".join(out)
 
 
-def _watch_tables(server: "StandaloneServer") -> List:
-    tree = server.core.tree
-    return [tree.data_watches, tree.child_watches]
+# -- watches ---------------------------------------------------------------------------------------
+
+def _session_of(watcher: object) -> int:
+    return int(getattr(watcher, "session_id", 0) or 0)
 
 
 def wchs(server: "StandaloneServer", conn: "ClientConnection") -> str:
-    watchers = set()
-    paths = set()
-    total = 0
-    for wm in _watch_tables(server):
-        for w, ps in wm.by_watcher.items():
-            if ps:
-                watchers.add(w)
-            total += len(ps)
-        paths.update(wm.table)
-    return "%d connections watching %d paths\nTotal watches:%d\n" % (len(watchers), len(paths), total)
+    """DataTree.dumpWatchesSummary: the data watch table's WatchManager.toString()."""
+    if not server.serving:
+        return NOT_SERVING
+    wm = server.core.tree.data_watches
+    watchers = sum(1 for ps in wm.by_watcher.values() if ps)
+    total = sum(len(ps) for ps in wm.by_watcher.values())
+    paths = sum(1 for ws in wm.table.values() if ws)
+    return "%d connections watching %d paths\nTotal watches:%d\n" % (watchers, paths, total)
 
 
 def wchc(server: "StandaloneServer", conn: "ClientConnection") -> str:
-    by: Dict[int, set] = {}
-    for wm in _watch_tables(server):
-        for w, ps in wm.by_watcher.items():
-            by.setdefault(getattr(w, "session_id", 0), set()).update(ps)
-    out = ""
-    for sid, ps in by.items():
-        out += "0x%s\n" % _hex(sid) + "".join("\t%s\n" % p for p in sorted(ps))
-    return out + "\n"
+    """DataTree.dumpWatches(byPath=false): data watches by connection."""
+    if not server.serving:
+        return NOT_SERVING
+    out = []
+    for w, ps in server.core.tree.data_watches.by_watcher.items():
+        if not ps:
+            continue
+        out.append("0x%s\n" % _hex(_session_of(w)))
+        out.extend("\t%s\n" % p for p in sorted(ps))
+    return "".join(out) + "\n"
 
 
 def wchp(server: "StandaloneServer", conn: "ClientConnection") -> str:
-    by: Dict[str, set] = {}
-    for wm in _watch_tables(server):
-        for p, ws in wm.table.items():
-            by.setdefault(p, set()).update(getattr(w, "session_id", 0) for w in ws)
-    out = ""
-    for p in sorted(by):
-        out += "%s\n" % p + "".join("\t0x%s\n" % _hex(s) for s in by[p])
-    return out + "\n"
+    """DataTree.dumpWatches(byPath=true): data watches by path."""
+    if not server.serving:
+        return NOT_SERVING
+    out = []
+    table = server.core.tree.data_watches.table
+    for p in sorted(table):
+        ws = table[p]
+        if not ws:
+            continue
+        out.append("%s\n" % p)
+        out.extend("\t0x%s\n" % _hex(s) for s in sorted(_session_of(w) for w in ws))
+    return "".join(out) + "\n"
 
+
+# -- the rest --------------------------------------------------------------------------------------
 
 def isro(server: "StandaloneServer", conn: "ClientConnection") -> str:
-    return "rw"
-
-
-def dirs(server: "StandaloneServer", conn: "ClientConnection") -> str:
-    sizes = server.backend.sizes()
-    return "datadir_size: %d\nlogdir_size: %d\n" % (sizes["datadir_size"], sizes["logdir_size"])
+    return "rw" if server.serving else "null"
 
 
 def gtmk(server: "StandaloneServer", conn: "ClientConnection") -> str:
-    return "0\n"
+    return str(server.stats.trace_mask)
+
+
+def stmk(server: "StandaloneServer", conn: "ClientConnection") -> str:
+    """Set the trace mask from the 8 bytes that follow the word (read with the word)."""
+    raw = bytes(getattr(conn, "_buf", b"")[4:12])
+    if len(raw) < 8:
+        return ""  # 3.8.0 fails reading the long and closes without a reply
+    server.stats.trace_mask = struct.unpack(">q", raw)[0]
+    return str(server.stats.trace_mask)
+
+
+def hash_(server: "StandaloneServer", conn: "ClientConnection") -> str:
+    """DigestCommand: zktwist keeps no tree digests, so the digest log is empty."""
+    if not server.serving:
+        return ZK_NOT_SERVING
+    return ""
 
 
 HANDLERS: Dict[str, Callable[["StandaloneServer", "ClientConnection"], str]] = {
     "ruok": ruok, "srvr": srvr, "stat": stat, "conf": conf, "cons": cons, "crst": crst,
     "dump": dump, "envi": envi, "mntr": mntr, "srst": srst, "wchs": wchs, "wchc": wchc,
-    "wchp": wchp, "isro": isro, "dirs": dirs, "gtmk": gtmk, "stmk": gtmk,
+    "wchp": wchp, "isro": isro, "dirs": dirs, "gtmk": gtmk, "stmk": stmk, "hash": hash_,
 }
-ALWAYS_SERVING = frozenset(("ruok", "isro", "envi", "conf", "srst", "crst", "dirs", "gtmk", "stmk"))
 
 
 def run(server: "StandaloneServer", conn: "ClientConnection", word: str) -> str:
-    if word not in server.config.four_letter_words:
-        return "%s is not executed because it is not in the whitelist.\n" % word
-    if not server.serving and word not in ALWAYS_SERVING:
-        return NOT_SERVING
-    return HANDLERS[word](server, conn)
+    """The reply to ``word`` on ``conn``, with NIOServerCnxn's packet accounting."""
+    stats = server.stats
+    # checkFourLetterWord: packetReceived(4) for every known word, whitelisted or not.
+    conn.packets_received += 1
+    stats.packets_received += 1
+    stats.incr("bytes_received_count", 4)
+    if not is_enabled(server, word):
+        text = "%s is not executed because it is not in the whitelist.\n" % word
+    else:
+        text = HANDLERS[word](server, conn)
+    sent = -(-len(text) // CHUNK)
+    conn.packets_sent += sent
+    stats.packets_sent += sent
+    return text
