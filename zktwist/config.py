@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 DEFAULT_4LW = "srvr"
 ALL_4LW = ("ruok", "srvr", "stat", "conf", "cons", "crst", "dump", "envi", "mntr", "srst",
-           "wchs", "wchc", "wchp", "isro", "dirs", "gtmk", "stmk")
+           "wchs", "wchc", "wchp", "isro", "dirs", "gtmk", "stmk", "hash")
 
 
 class ConfigError(Exception):
@@ -161,10 +161,12 @@ def _words(cfg: ServerConfig, value: str) -> None:
     if "*" in words:
         cfg.four_letter_words = frozenset(ALL_4LW)
         return
+    # Apache ZooKeeper ignores words it does not know; so do we (with a warning).
     for w in words:
         if w not in ALL_4LW:
-            raise ValueError("unknown four-letter word %r" % w)
-    cfg.four_letter_words = frozenset(words)
+            cfg.warnings.append("%s: 4lw.commands.whitelist: unknown four-letter word %r (ignored)"
+                                % (cfg.path, w))
+    cfg.four_letter_words = frozenset(w for w in words if w in ALL_4LW)
 
 
 def _prealloc(cfg: ServerConfig, value: str) -> None:

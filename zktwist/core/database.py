@@ -206,15 +206,23 @@ class ZooKeeperCore:
             raise KeeperError(Err.NOAUTH)
         return node
 
+    def session_error(self, session_id: int) -> int:
+        """The error a request of this session gets before anything else (checkSession)."""
+        s = self.sessions.sessions.get(session_id)
+        if s is None:
+            return Err.UNKNOWNSESSION
+        if s.closing:
+            return Err.SESSIONEXPIRED
+        return 0
+
     def read(self, session_id: int, op: int, req: tuple, auth_ids: Sequence,
-             watcher: object) -> Reply:
+             watcher: object, check_session: bool = True) -> Reply:
         """Answer a read-type request against the applied tree."""
         try:
-            s = self.sessions.sessions.get(session_id)
-            if s is None:
-                raise KeeperError(Err.UNKNOWNSESSION)
-            if s.closing:
-                raise KeeperError(Err.SESSIONEXPIRED)
+            if check_session:
+                err = self.session_error(session_id)
+                if err:
+                    return err, None
             return self._read(session_id, op, req, auth_ids, watcher)
         except KeeperError as e:
             return e.code, None
@@ -296,11 +304,14 @@ class ZooKeeperCore:
             return 0, records.whoami_response(aclmod.client_infos(auth_ids))
         if op == OpCode.addWatch:
             path, mode = req
+            # DataTree.addWatch: both tables, whatever the mode (a recursive
+            # watch in the child table replaces a one-shot child watch there).
             if mode == AddWatchMode.PERSISTENT:
                 tree.data_watches.add(path, watcher, PERSISTENT)
                 tree.child_watches.add(path, watcher, PERSISTENT)
             elif mode == AddWatchMode.PERSISTENT_RECURSIVE:
                 tree.data_watches.add(path, watcher, PERSISTENT_RECURSIVE)
+                tree.child_watches.add(path, watcher, PERSISTENT_RECURSIVE)
             else:
                 # AddWatchMode.fromInt throws: MARSHALLINGERROR.
                 raise KeeperError(Err.MARSHALLINGERROR)
@@ -322,6 +333,9 @@ class ZooKeeperCore:
 
     def _has_watch(self, path: str, wtype: int, watcher: object) -> bool:
         tree = self.tree
+        if path and path != "/" and "/" not in path:
+            # PathParentIterator.next() throws on a path with no '/': MARSHALLINGERROR.
+            raise KeeperError(Err.MARSHALLINGERROR)
         if wtype == WatcherType.Children:
             return tree.child_watches.contains(path, watcher)
         if wtype == WatcherType.Data:
@@ -350,7 +364,9 @@ class ZooKeeperCore:
             b = tree.child_watches.remove_mode(path, watcher, PERSISTENT)
             return a or b
         if wtype == WatcherType.PersistentRecursive:
-            return tree.data_watches.remove_mode(path, watcher, PERSISTENT_RECURSIVE)
+            a = tree.data_watches.remove_mode(path, watcher, PERSISTENT_RECURSIVE)
+            b = tree.child_watches.remove_mode(path, watcher, PERSISTENT_RECURSIVE)
+            return a or b
         raise KeeperError(Err.MARSHALLINGERROR)
 
     def set_watches(self, req: tuple, watcher: object) -> None:
@@ -379,9 +395,10 @@ class ZooKeeperCore:
             else:
                 tree.child_watches.add(path, watcher)
         for path in persistent_w:
-            tree.data_watches.add(path, watcher, PERSISTENT)
             tree.child_watches.add(path, watcher, PERSISTENT)
+            tree.data_watches.add(path, watcher, PERSISTENT)
         for path in recursive_w:
+            tree.child_watches.add(path, watcher, PERSISTENT_RECURSIVE)
             tree.data_watches.add(path, watcher, PERSISTENT_RECURSIVE)
 
     # -- sessions -------------------------------------------------------------------------
@@ -390,8 +407,10 @@ class ZooKeeperCore:
                      remote_ip: str) -> Optional[List[Tuple[str, str]]]:
         """Ids an auth packet adds, or None for AUTHFAILED."""
         if scheme == "digest":
+            if auth is None:
+                return None  # new String(null) throws: AUTHFAILED
             try:
-                d = aclmod.digest((auth or b"").decode("utf-8"))
+                d = aclmod.digest(auth.decode("utf-8"))
             except UnicodeDecodeError:
                 return None
             ids = []

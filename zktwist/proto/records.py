@@ -85,17 +85,29 @@ def _path_type(r: Reader) -> tuple:
     return (_path(r), r.int())
 
 
+def _sync(r: Reader) -> tuple:
+    # sync only echoes its path, so a null path is echoed as null.
+    return (r.ustring(),)
+
+
 def _get_ephemerals(r: Reader) -> tuple:
     return (r.ustring(),)
 
 
+def _paths(r: Reader) -> List[str]:
+    # A null list makes DataTree.setWatches throw: MARSHALLINGERROR.
+    values = r.strings()
+    if values is None:
+        raise JuteError("null watch list")
+    return values
+
+
 def _set_watches(r: Reader) -> tuple:
-    return (r.long(), r.strings() or [], r.strings() or [], r.strings() or [], [], [])
+    return (r.long(), _paths(r), _paths(r), _paths(r), [], [])
 
 
 def _set_watches2(r: Reader) -> tuple:
-    return (r.long(), r.strings() or [], r.strings() or [], r.strings() or [],
-            r.strings() or [], r.strings() or [])
+    return (r.long(), _paths(r), _paths(r), _paths(r), _paths(r), _paths(r))
 
 
 def _auth(r: Reader) -> tuple:
@@ -159,7 +171,7 @@ DECODERS: Dict[int, Callable[[Reader], tuple]] = {
     OpCode.setACL: _set_acl,
     OpCode.getChildren: _path_watch,
     OpCode.getChildren2: _path_watch,
-    OpCode.sync: _path_only,
+    OpCode.sync: _sync,
     OpCode.check: _path_version,
     OpCode.multi: _multi,
     OpCode.multiRead: _multi,

@@ -54,12 +54,13 @@ READ_OPS = frozenset((
 class Entry:
     """A request waiting for its turn to be answered."""
 
-    __slots__ = ("xid", "op", "req", "reply", "zxid", "started")
+    __slots__ = ("xid", "op", "req", "reply", "zxid", "started", "err")
 
-    def __init__(self, xid: int, op: int, req: Any, started: float) -> None:
+    def __init__(self, xid: int, op: int, req: Any, started: float, err: int = 0) -> None:
         self.xid = xid
         self.op = op
         self.req = req
+        self.err = err  # a read's session check, made when it arrived (PrepRequestProcessor order)
         self.reply: Optional[bytes] = None  # set when a write's txn is applied
         self.zxid = 0
         self.started = started
@@ -113,6 +114,7 @@ class ClientConnection(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.state == CLOSED:
             return
+        self.server.stats.incr("bytes_received_count", len(data))
         buf = self._buf
         buf += data
         maxbuf = self.server.config.jute_maxbuffer
@@ -159,8 +161,18 @@ class ClientConnection(Protocol):
         out = self.out
         if out and self.state != CLOSED:
             self.transport.write(b"".join(out) if len(out) > 1 else out[0])  # type: ignore[union-attr]
-            self.packets_sent += len(out)
-            self.server.stats.packets_sent += len(out)
+            n = len(out)
+            self.packets_sent += n
+            stats = self.server.stats
+            stats.packets_sent += n
+            sizes = stats.response_sizes
+            if n == 1:
+                sizes.set_last(len(out[0]) - 4)
+            else:
+                lengths = [len(f) for f in out]
+                sizes.set_last(min(lengths) - 4)
+                sizes.set_last(max(lengths) - 4)
+                sizes.set_last(lengths[-1] - 4)
             out.clear()
 
     def send_reply(self, xid: int, zxid: int, err: int, body: Optional[bytes]) -> None:
@@ -196,6 +208,7 @@ class ClientConnection(Protocol):
             return
         self._pending_frames: List[bytes] = []
         self.read_only_byte = read_only
+        self.server.stats.incr("connection_request_count")
         self.server.stats.packets_received += 1
         self.packets_received += 1
         self.server.connect(self, last_zxid, timeout, session_id, passwd)
@@ -245,7 +258,10 @@ class ClientConnection(Protocol):
             except JuteError:
                 req = None
             if self.queue:
-                self.queue.append(Entry(xid, op, req, now))
+                # Check the session now, in arrival order: a closeSession
+                # pipelined behind this read must not fail it.
+                self.queue.append(Entry(xid, op, req, now,
+                                        server.core.session_error(self.session_id)))
             else:
                 self._answer_read(xid, op, req, now)
         elif op == OpCode.ping:
@@ -280,13 +296,17 @@ class ClientConnection(Protocol):
                 self.auth_ids.append(i)
         self.send_reply(xid, 0, 0, None)
 
-    def _answer_read(self, xid: int, op: int, req: Any, started: float) -> None:
+    def _answer_read(self, xid: int, op: int, req: Any, started: float,
+                     session_checked: bool = False, session_err: int = 0) -> None:
         server = self.server
         core = server.core
-        if req is None:
+        if session_err:
+            err, body = session_err, None
+        elif req is None:
             err, body = Err.MARSHALLINGERROR, None
         else:
-            err, body = core.read(self.session_id, op, req, self.auth_ids, self)
+            err, body = core.read(self.session_id, op, req, self.auth_ids, self,
+                                  check_session=not session_checked)
         zxid = core.last_zxid
         reply_xid = xid
         self.send_reply(reply_xid, zxid, err, body)
@@ -295,7 +315,8 @@ class ClientConnection(Protocol):
     def _record(self, xid: int, zxid: int, op: int, started: float) -> None:
         now = time.monotonic()
         latency = int((now - started) * 1000)
-        self.last_cxid = xid
+        if xid >= 0:
+            self.last_cxid = xid
         self.last_zxid = zxid
         self.last_op = OP_ABBREV.get(op, "NA")
         self.last_response = time.time()
@@ -306,7 +327,7 @@ class ClientConnection(Protocol):
             self.max_latency = latency
         self.total_latency += latency
         self.latency_count += 1
-        self.server.stats.record_latency(latency)
+        self.server.stats.record_latency(latency, op in WRITE_OPS or op == OpCode.closeSession)
 
     def write_applied(self, entry: Entry, reply: Optional[bytes]) -> None:
         """A write of this connection was applied; answer everything now due, in order."""
@@ -334,7 +355,7 @@ class ClientConnection(Protocol):
                 self.send_reply(PING_XID, server.core.last_zxid, 0, None)
             else:
                 queue.popleft()
-                self._answer_read(head.xid, head.op, head.req, head.started)
+                self._answer_read(head.xid, head.op, head.req, head.started, True, head.err)
             if self.state == CLOSED:
                 return
 

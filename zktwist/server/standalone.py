@@ -46,6 +46,8 @@ class StandaloneServer:
         self.core.on_session_closed = self._session_closed
         self.committer = GroupCommitter(reactor, backend, self._durable, self._log_failed)
         self.stats = ServerStats()
+        self.stats.enable("updatelatency", "readlatency", "bytes_received_count",
+                          "connection_request_count", "fsynctime", "sync_processor_batch_size")
         self.connections: Set[ClientConnection] = set()
         self.by_session: Dict[int, ClientConnection] = {}
         self.per_ip: Dict[str, int] = {}
@@ -86,6 +88,7 @@ class StandaloneServer:
         limit = self.config.max_client_cnxns
         count = self.per_ip.get(conn.remote_ip, 0)
         if limit and count >= limit:
+            self.stats.incr("connection_rejected")
             log.warn("Too many connections from {ip} - max is {max}", ip=conn.remote_ip, max=limit)
             return False
         self.per_ip[conn.remote_ip] = count + 1
@@ -213,6 +216,7 @@ class StandaloneServer:
     # -- durable batches -----------------------------------------------------------------------
 
     def _durable(self, batch: List[Txn]) -> None:
+        self.stats.record_sync(len(batch), int(self.committer.last_sync_ms))
         core = self.core
         now = wall_ms()
         waiting = self._waiting

@@ -8,6 +8,7 @@ instead and every txn queued behind the failed batch fails with it.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, List, Tuple
 
 from twisted.internet.threads import deferToThreadPool
@@ -31,6 +32,7 @@ class GroupCommitter:
         self._scheduled = False
         self.batches = 0
         self.txns = 0
+        self.last_sync_ms = 0.0
 
     def start(self) -> None:
         self.pool.start()
@@ -55,8 +57,14 @@ class GroupCommitter:
         batch, self._pending = self._pending, []
         records: List[Tuple[int, bytes]] = [(t.zxid, encode(t)) for t in batch]
         self._in_flight = True
-        d = deferToThreadPool(self.reactor, self.pool, self.backend.append_and_sync, records)
+        d = deferToThreadPool(self.reactor, self.pool, self._write, records)
         d.addCallbacks(self._done, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
+
+    def _write(self, records: List[Tuple[int, bytes]]) -> None:
+        """Runs on the storage thread: one write and one fsync for the whole batch."""
+        started = time.monotonic()
+        self.backend.append_and_sync(records)
+        self.last_sync_ms = (time.monotonic() - started) * 1000
 
     def _done(self, _: object, batch: List[Txn]) -> None:
         self._in_flight = False
