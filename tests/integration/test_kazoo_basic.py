@@ -14,6 +14,7 @@ import time
 import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import (
+    AuthFailedError,
     BadArgumentsError,
     BadVersionError,
     InvalidACLError,
@@ -22,6 +23,7 @@ from kazoo.exceptions import (
     NodeExistsError,
     NoNodeError,
     NotEmptyError,
+    ReconfigDisabledError,
     RolledBackError,
     RuntimeInconsistency,
 )
@@ -675,7 +677,7 @@ def test_server_version_and_four_letter_words(zk):
     assert zk.command(b"ruok") == "imok"
 
 
-def test_reconfig_unimplemented_on_standalone_and_config_node(zk):
+def test_config_node_of_a_standalone_server(zk):
     # /zookeeper/config exists (empty in standalone) and is world-readable
     data, stat = zk.get("/zookeeper/config")
     assert stat.aversion == -1
@@ -762,3 +764,74 @@ def test_negotiated_session_timeout(target_server):
         close_session(sock)
         assert sid != 0 and len(passwd) == 16
         assert timeout == expected, (requested, timeout)
+
+
+# ------------------------------------------------------------------ more requests
+
+
+def test_reconfig_is_refused_on_standalone(zk):
+    with pytest.raises(ReconfigDisabledError):
+        zk.reconfig(joining=None, leaving=None, new_members="server.1=127.0.0.1:2888:3888;2181")
+    with pytest.raises(ReconfigDisabledError):
+        zk.reconfig(joining="server.2=127.0.0.1:2889:3889;2182", leaving=None, new_members=None)
+    assert zk.connected
+
+
+def test_add_auth_with_unknown_scheme_fails(zk_factory):
+    client = zk_factory()
+    states = []
+    client.add_listener(states.append)
+    with pytest.raises(AuthFailedError):
+        client.add_auth("nosuchscheme", "whatever")
+    wait_until(lambda: KazooState.LOST in states, message="kazoo giving the session up")
+
+
+def test_pipelined_async_requests_answered_in_order(zk, base_path):
+    count = 300
+    creates = [zk.create_async(f"{base_path}/n{i:04d}", str(i).encode()) for i in range(count)]
+    assert [r.get(timeout=WAIT) for r in creates] == [f"{base_path}/n{i:04d}" for i in range(count)]
+    mixed = []
+    for i in range(count):
+        mixed.append(("get", i, zk.get_async(f"{base_path}/n{i:04d}")))
+        mixed.append(("set", i, zk.set_async(f"{base_path}/n{i:04d}", b"x" * (i % 7), version=0)))
+        mixed.append(("missing", i, zk.exists_async(f"{base_path}/missing{i}")))
+    for kind, i, result in mixed:
+        value = result.get(timeout=WAIT)
+        if kind == "get":
+            assert value[0] == str(i).encode() and value[1].version == 0
+        elif kind == "set":
+            assert value.version == 1 and value.dataLength == i % 7
+        else:
+            assert value is None
+    czxids = [zk.exists(f"{base_path}/n{i:04d}").czxid for i in range(0, count, 50)]
+    assert czxids == sorted(czxids)
+
+
+def test_session_expiry_deletes_ephemerals_and_client_sees_lost(zk_factory, zk, target_server, base_path):
+    """A client that goes silent loses its session after the negotiated timeout."""
+    proxy = GateProxy(target_server.port)
+    try:
+        quiet = KazooClient(hosts=f"127.0.0.1:{proxy.port}", timeout=4.0,
+                            connection_retry={"max_tries": -1, "delay": 0.05, "max_delay": 0.3})
+        zk_factory.clients.append(quiet)
+        quiet.start(timeout=WAIT)
+        states = []
+        quiet.add_listener(states.append)
+        old_session = quiet.client_id[0]
+        eph = f"{base_path}/short-lived"
+        quiet.create(eph, ephemeral=True)
+        deleted = EventRecorder()
+        assert zk.exists(eph, watch=deleted) is not None
+        proxy.shut()  # the client can neither talk nor reconnect
+        started = time.monotonic()
+        (event,) = deleted.wait_for(1, timeout=20)
+        elapsed = time.monotonic() - started
+        assert event.type == EventType.DELETED
+        assert 2.0 <= elapsed <= 12.0, elapsed  # 4 s negotiated, expiry checked per tick
+        assert zk.exists(eph) is None
+        proxy.reopen()
+        wait_until(lambda: KazooState.LOST in states, timeout=20, message="kazoo told the session expired")
+        wait_until(lambda: quiet.connected, timeout=20, message="kazoo starting a new session")
+        assert quiet.client_id[0] != old_session
+    finally:
+        proxy.close()

@@ -326,6 +326,25 @@ def test_zkcli_create_ttl(transcript):
     check_group(transcript, "ttl")
 
 
+def test_zkcli_create_ttl_refused_without_extended_types(tmp_path):
+    """Without extendedTypesEnabled a TTL create is UNIMPLEMENTED."""
+    require_zkcli()
+    server = start_target(tmp_path / TARGET)
+    try:
+        out = run_zkcli(server.port, ["printwatches off", "create -t 1000 /ttl x", "create -s -t 1000 /sttl x",
+                                      "create /x", "ls /"])
+    finally:
+        server.cleanup()
+    lines = [line for line in out.splitlines() if not line.startswith(("SLF4J:", "WATCHER::", "WatchedEvent"))]
+    start = lines.index("JLine support is disabled")
+    assert [line for line in lines[start + 1:] if line] == [
+        "KeeperErrorCode = Unimplemented for /ttl",
+        "KeeperErrorCode = Unimplemented for /sttl",
+        "Created /x",
+        "[x, zookeeper]",
+    ]
+
+
 def test_zkcli_quota_commands(transcript):
     check_group(transcript, "quota")
 
