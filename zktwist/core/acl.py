@@ -134,6 +134,37 @@ def mask_digests(acl: Iterable[ACL]) -> List[ACL]:
     return out
 
 
+def _java_string_hash(value: str) -> int:
+    h = 0
+    raw = value.encode("utf-16-be", "surrogatepass")
+    for i in range(0, len(raw), 2):
+        h = (31 * h + ((raw[i] << 8) | raw[i + 1])) & 0xFFFFFFFF
+    return h
+
+
+def _java_id_hash(ident: Id) -> int:
+    """``Id.hashCode()`` as jute generates it (17, then 37 * result + field hash)."""
+    result = 17
+    result = (37 * result + _java_string_hash(ident[0])) & 0xFFFFFFFF
+    result = (37 * result + _java_string_hash(ident[1])) & 0xFFFFFFFF
+    return result
+
+
+def java_set_order(ids: Sequence[Id]) -> List[Id]:
+    """The order a ``ConcurrentHashMap``-backed set of Ids iterates in (ServerCnxn.authInfo).
+
+    It decides the order of whoAmI's answer and of ACL entries that ``auth``
+    expands to, which clients see.  Ids in one bin keep insertion order.
+    """
+    n = 16
+    while len(ids) >= n - n // 4:
+        n *= 2
+    def bin_of(ident: Id) -> int:
+        h = _java_id_hash(ident)
+        return ((h ^ (h >> 16)) & 0x7FFFFFFF) & (n - 1)
+    return [ident for _, _, ident in sorted((bin_of(i), k, i) for k, i in enumerate(ids))]
+
+
 def client_infos(auth_ids: Sequence[Id]) -> List[Tuple[str, Optional[str]]]:
     """whoAmI: (scheme, user) pairs; digest users are the part before ':'.
 
@@ -145,6 +176,6 @@ def client_infos(auth_ids: Sequence[Id]) -> List[Tuple[str, Optional[str]]]:
         if scheme == "digest":
             user = ident.split(":", 1)[0]
         elif scheme not in PROVIDERS:
-            user = None
+            user = ""  # no provider: AuthUtil.getUser is null, sent as ""
         out.append((scheme, user))
     return out

@@ -409,10 +409,8 @@ class ZooKeeperCore:
         if scheme == "digest":
             if auth is None:
                 return None  # new String(null) throws: AUTHFAILED
-            try:
-                d = aclmod.digest(auth.decode("utf-8"))
-            except UnicodeDecodeError:
-                return None
+            # new String(authData): malformed bytes become U+FFFD, as Java decodes.
+            d = aclmod.digest(auth.decode("utf-8", "replace"))
             ids = []
             if self.config.super_digest and d == self.config.super_digest:
                 ids.append(("super", ""))

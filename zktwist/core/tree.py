@@ -6,6 +6,7 @@ tree's two :class:`WatchManager` tables.
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
@@ -26,6 +27,37 @@ STAT = struct.Struct(">qqqqiiiqiiq")
 ZERO_STAT = STAT.pack(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
 SYSTEM_PATHS = frozenset(("/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"))
+QUOTA_ROOT = "/zookeeper/quota"
+LIMIT_NODE = "zookeeper_limits"
+STAT_NODE = "zookeeper_stats"
+
+
+def parse_stats(data: Optional[bytes]) -> Dict[str, int]:
+    """StatsTrack(String): ``count=N,bytes=M[=;key=value...]``."""
+    out: Dict[str, int] = {}
+    if not data:
+        return out
+    text = data.decode("utf-8", "replace")
+    for pair in re.split(r"[,;]+", text):
+        if not pair:
+            continue
+        kv = [p for p in pair.split("=")]
+        while len(kv) > 1 and kv[-1] == "":
+            kv.pop()
+        try:
+            out[kv[0]] = int(kv[1]) if len(kv) > 1 and kv[1] else -1
+        except ValueError:
+            out[kv[0]] = -1
+    return out
+
+
+def format_stats(stats: Dict[str, int]) -> bytes:
+    """StatsTrack.toString(): count and bytes first, then the other keys sorted."""
+    text = "count=%d,bytes=%d" % (stats.get("count", -1), stats.get("bytes", -1))
+    rest = sorted(k for k in stats if k not in ("count", "bytes"))
+    if rest:
+        text += "=" + "".join(";%s=%d" % (k, stats[k]) for k in rest)
+    return text.encode("utf-8")
 
 
 def ttl_owner(ttl: int) -> int:
@@ -137,6 +169,8 @@ class DataTree:
         self.child_watches = WatchManager()
         self.last_zxid = 0
         self.approximate_data_size = 0
+        # Paths with a soft quota (a zookeeper_limits node under /zookeeper/quota).
+        self.quota_paths: Set[str] = set()
         root = Node(b"", OPEN_ACL_UNSAFE, 0, 0, 0)
         self.nodes["/"] = root
         zk = Node(b"", OPEN_ACL_UNSAFE, 0, 0, 0)
@@ -203,6 +237,13 @@ class DataTree:
                 self.containers.add(path)
             else:
                 self.ttls.add(path)
+        if parent_path.startswith(QUOTA_ROOT):
+            if name == LIMIT_NODE:
+                self.quota_paths.add(parent_path[len(QUOTA_ROOT):])
+            elif name == STAT_NODE:
+                self._recount_quota(parent_path[len(QUOTA_ROOT):])
+        if self.quota_paths:
+            self._update_quota(path, len(data) if data else 0, 1)
         self.data_watches.trigger(path, EventType.NodeCreated)
         self.child_watches.trigger(parent_path, EventType.NodeChildrenChanged)
         return node
@@ -233,6 +274,10 @@ class DataTree:
             if zxid > parent.pzxid:
                 parent.pzxid = zxid
             parent._stat = None
+        if self.quota_paths:
+            if parent_path.startswith("/zookeeper") and name == LIMIT_NODE:
+                self.quota_paths.discard(parent_path[len(QUOTA_ROOT):])
+            self._update_quota(path, -(len(node.data) if node.data else 0), -1)
         fired = self.data_watches.trigger(path, EventType.NodeDeleted)
         self.child_watches.trigger(path, EventType.NodeDeleted, fired)
         self.child_watches.trigger(parent_path, EventType.NodeChildrenChanged)
@@ -248,7 +293,10 @@ class DataTree:
         node.mzxid = zxid
         node.version = version
         node._stat = None
-        self.approximate_data_size += (len(data) if data else 0) - (len(old) if old else 0)
+        diff = (len(data) if data else 0) - (len(old) if old else 0)
+        self.approximate_data_size += diff
+        if self.quota_paths:
+            self._update_quota(path, diff, 0)
         self.data_watches.trigger(path, EventType.NodeDataChanged)
         return node
 
@@ -271,6 +319,51 @@ class DataTree:
                 self.delete_node(path, zxid)
             except NoNodeError:
                 pass
+
+    # -- soft quotas (DataTree.updateQuotaStat / updateQuotaForPath) ----------
+
+    def quota_prefix(self, path: str) -> Optional[str]:
+        """The deepest path with a quota that ``path`` is in (PathTrie.findMaxPrefix)."""
+        best = None
+        for q in self.quota_paths:
+            if (path == q or path.startswith(q + "/")) and q not in ("", "/"):
+                if best is None or len(q) > len(best):
+                    best = q
+        return best
+
+    def _stat_node_of(self, quota_path: str) -> Optional[Node]:
+        return self.nodes.get(QUOTA_ROOT + quota_path + "/" + STAT_NODE)
+
+    def _update_quota(self, path: str, bytes_diff: int, count_diff: int) -> None:
+        prefix = self.quota_prefix(path)
+        if prefix is None:
+            return
+        node = self._stat_node_of(prefix)
+        if node is None:
+            return
+        stats = parse_stats(node.data)
+        stats["count"] = stats.get("count", -1) + count_diff
+        stats["bytes"] = stats.get("bytes", -1) + bytes_diff
+        node.data = format_stats(stats)
+        node._stat = None
+
+    def _recount_quota(self, quota_path: str) -> None:
+        node = self._stat_node_of(quota_path)
+        if node is None:
+            return
+        count = size = 0
+        stack = [quota_path]
+        while stack:
+            p = stack.pop()
+            n = self.nodes.get(p)
+            if n is None:
+                continue
+            count += 1
+            size += len(n.data) if n.data else 0
+            base = "" if p == "/" else p
+            stack.extend(base + "/" + c for c in n.children)
+        node.data = format_stats({"count": count, "bytes": size})
+        node._stat = None
 
     # -- watches -------------------------------------------------------------
 

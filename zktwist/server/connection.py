@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Deque, List, Optional, Tuple
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 
+from zktwist.core.acl import java_set_order
 from zktwist.proto import records
 from zktwist.proto.consts import (
     AUTH_XID,
@@ -291,9 +292,9 @@ class ClientConnection(Protocol):
             self.send_reply(xid, 0, Err.AUTHFAILED, None)
             self.close()
             return
-        for i in ids:
-            if i not in self.auth_ids:
-                self.auth_ids.append(i)
+        added = [i for i in ids if i not in self.auth_ids]
+        if added:
+            self.auth_ids = java_set_order(self.auth_ids + added)
         self.send_reply(xid, 0, 0, None)
 
     def _answer_read(self, xid: int, op: int, req: Any, started: float,
