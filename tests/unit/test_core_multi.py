@@ -91,6 +91,16 @@ def test_container_flag_on_a_create_sub_op_makes_a_container():
     assert "/m/c" in h.tree.containers
 
 
+def test_container_sub_op_with_plain_flags_is_a_plain_create():
+    """MultiOperationRecord reads op 19 as Op.create(path, data, acl, flags): the flags decide."""
+    h = make()
+    err, body = h.multi([op_create("/m/p", op=OpCode.createContainer, flags=0)])
+    assert err == 0
+    (r,) = parse_multi(body)
+    assert (r.type, r.value) == (OpCode.create, "/m/p")
+    assert "/m/p" not in h.tree.containers
+
+
 def test_ttl_sub_op_is_answered_as_create2():
     h = make()
     err, body = h.multi([

@@ -165,6 +165,18 @@ def test_create_with_container_flag_through_op_1_makes_a_persistent_node():
     assert "/c" not in h.tree.containers
 
 
+@pytest.mark.parametrize("flags", [CreateMode.PERSISTENT, CreateMode.EPHEMERAL,
+                                   CreateMode.PERSISTENT_SEQUENTIAL])
+def test_create_container_op_always_makes_a_container(flags):
+    """pRequest2TxnCreate: type createContainer always builds a CreateContainerTxn."""
+    h = Harness()
+    path = h.mk("/c", op=OpCode.createContainer, flags=flags)
+    assert h.last_txn.type == OpCode.createContainer
+    assert path in h.tree.containers
+    assert h.stat(path).ephemeralOwner == 0
+    assert h.sid not in h.tree.ephemerals
+
+
 def test_create_ttl_and_container_txn_types():
     h = Harness(extended_types=True)
     h.mk("/c", op=OpCode.createContainer, flags=CreateMode.CONTAINER)
