@@ -380,9 +380,12 @@ def test_check_watches_counts_any_registration_on_the_path():
     assert owner.take() == [(CHANGED, "/a")]
 
 
-@pytest.mark.parametrize("wtype", [0, 4, 5, 6, -1])
-def test_watcher_types_unknown_to_3_8_are_marshalling_errors(wtype):
-    """Watcher.WatcherType.fromInt in 3.8.0 knows 1, 2, 3 only and throws for anything else."""
+@pytest.mark.parametrize("wtype", [0, 6, -1])
+def test_unknown_watcher_types_are_marshalling_errors(wtype):
+    """Watcher.WatcherType.fromInt throws for a type it does not know.
+
+    3.8.0 knows 1-3 only; zktwist also takes 3.9's Persistent (4) and
+    PersistentRecursive (5), as the issue invites (see the next test)."""
     h = make()
     w = Recorder()
     add_watch(h, "/a", AddWatchMode.PERSISTENT, w)
@@ -392,6 +395,26 @@ def test_watcher_types_unknown_to_3_8_are_marshalling_errors(wtype):
         assert remove(h, path, wtype, w) == Err.MARSHALLINGERROR
     h.set_data("/a", b"")
     assert w.take() == [(CHANGED, "/a")]  # nothing was removed
+
+
+def test_watcher_types_4_and_5_remove_persistent_watches_as_3_9_does():
+    """A deliberate extra over 3.8.0: WatcherType.Persistent (4) and PersistentRecursive (5)."""
+    h = make()
+    h.mk("/b")
+    w = Recorder()
+    add_watch(h, "/a", AddWatchMode.PERSISTENT, w)
+    add_watch(h, "/b", AddWatchMode.PERSISTENT_RECURSIVE, w)
+    assert check(h, "/a", 4, w) == 0
+    assert check(h, "/a", 5, w) == Err.NOWATCHER
+    assert check(h, "/b", 5, w) == 0
+    assert check(h, "/b", 4, w) == Err.NOWATCHER
+    assert remove(h, "/a", 5, w) == Err.NOWATCHER
+    assert remove(h, "/a", 4, w) == 0
+    assert remove(h, "/b", 5, w) == 0
+    h.set_data("/a", b"")
+    h.mk("/b/c")
+    assert w.take() == []
+    assert check(h, "/a", 4, w) == Err.NOWATCHER
 
 
 def test_recursive_watch_is_in_the_child_table_too():

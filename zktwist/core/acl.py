@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
+import re
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 from zktwist.proto.consts import Perms
@@ -19,6 +19,23 @@ PROVIDERS = frozenset(("digest", "ip"))
 
 class InvalidACL(Exception):
     pass
+
+
+class NullACLId(Exception):
+    """An ACL with a null id: Java throws a NullPointerException (MARSHALLINGERROR)."""
+
+
+_JAVA_INT = re.compile(r"[+-]?[0-9]+\Z")
+
+
+def java_parse_int(text: str) -> Optional[int]:
+    """``Integer.parseInt``: optional sign, ASCII digits, no spaces; None when Java throws."""
+    if not _JAVA_INT.match(text):
+        return None
+    value = int(text)
+    if not -0x80000000 <= value <= 0x7FFFFFFF:
+        return None
+    return value
 
 
 def digest(user_password: str) -> str:
@@ -36,22 +53,34 @@ def _java_split_colon_count(value: str) -> int:
     return len(parts)
 
 
-def _parse_ip_acl(expr: str) -> Optional[ipaddress.IPv4Network]:
-    addr, _, bits = expr.partition("/")
-    try:
-        ip = ipaddress.IPv4Address(addr)
-    except ValueError:
+def _v4_bytes(addr: str) -> Optional[int]:
+    """IPAuthenticationProvider.v4addr2Bytes as one 32-bit number (None when Java returns null)."""
+    parts = addr.split(".")
+    if len(parts) != 4:
         return None
-    if bits:
-        try:
-            n = int(bits)
-        except ValueError:
+    value = 0
+    for part in parts:
+        v = java_parse_int(part)
+        if v is None or not 0 <= v <= 255:
             return None
-        if n < 0 or n > 32:
+        value = (value << 8) | v
+    return value
+
+
+def _parse_ip_acl(expr: str) -> Optional[Tuple[int, int]]:
+    """(masked address, mask) of an ip ACL id, or None when it is invalid."""
+    addr, slash, bits_text = expr.partition("/")
+    base = _v4_bytes(addr)
+    if base is None:
+        return None
+    bits = 32
+    if slash:
+        parsed = java_parse_int(bits_text)
+        if parsed is None or not 0 <= parsed <= 32:
             return None
-    else:
-        n = 32
-    return ipaddress.IPv4Network((int(ip) & (0xFFFFFFFF << (32 - n)) & 0xFFFFFFFF, n))
+        bits = parsed
+    mask = (0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF
+    return base & mask, mask
 
 
 def is_valid_id(scheme: str, ident: str) -> bool:
@@ -74,6 +103,8 @@ def fixup_acl(acls: Optional[Sequence[ACL]], auth_ids: Sequence[Id]) -> Tuple[AC
     for perms, scheme, ident in unique:
         if scheme is None:
             raise InvalidACL()
+        if ident is None and (scheme == "world" or scheme in PROVIDERS):
+            raise NullACLId()
         if scheme == "world" and ident == "anyone":
             out.append((perms, scheme, ident))
         elif scheme == "auth":
@@ -92,13 +123,12 @@ def fixup_acl(acls: Optional[Sequence[ACL]], auth_ids: Sequence[Id]) -> Tuple[AC
 
 
 def _ip_matches(client: str, expr: str) -> bool:
-    net = _parse_ip_acl(expr)
-    if net is None:
+    parsed = _parse_ip_acl(expr)
+    if parsed is None:
         return False
-    try:
-        return ipaddress.IPv4Address(client) in net
-    except ValueError:
-        return False
+    base, mask = parsed
+    remote = _v4_bytes(client)
+    return remote is not None and (remote & mask) == base
 
 
 def check(acl: Sequence[ACL], perm: int, auth_ids: Sequence[Id], skip_acl: bool = False) -> bool:

@@ -41,6 +41,16 @@ READ_OPS = frozenset((
 Reply = Tuple[int, Optional[bytes]]  # (err, body or None)
 
 
+def java_trim(text: str) -> str:
+    """``String.trim()``: strips every character <= U+0020 from both ends, nothing else."""
+    start, end = 0, len(text)
+    while start < end and text[start] <= " ":
+        start += 1
+    while end > start and text[end - 1] <= " ":
+        end -= 1
+    return text[start:end]
+
+
 class CoreConfig:
     """The settings the core needs (a subset of the server config)."""
 
@@ -136,7 +146,15 @@ class ZooKeeperCore:
         except NoNodeError:
             return ApplyResult(type_, Err.NONODE)
         except NodeExistsError:
-            return ApplyResult(type_, Err.NODEEXISTS)
+            if type_ == OpCode.create:
+                # DataTree.processTxn: a replayed create that meets an existing
+                # node still moves the parent's cversion and pzxid forward.
+                path = body[0]
+                try:
+                    tree.set_cversion_pzxid(path[:path.rfind("/")], body[4], zxid)
+                except NoNodeError:
+                    return ApplyResult(type_, Err.NONODE, path)
+            return ApplyResult(type_, Err.NODEEXISTS, body[0])
         return ApplyResult(type_, Err.SYSTEMERROR)
 
     def _apply_multi(self, subs: tuple, txn: Txn, now_ms: int) -> ApplyResult:
@@ -278,7 +296,8 @@ class ZooKeeperCore:
         if op == OpCode.getEphemerals:
             prefix = req[0]
             mine = tree.ephemerals.get(session_id, ())
-            if prefix is None or not prefix.strip() or prefix.strip() == "/":
+            trimmed = java_trim(prefix) if prefix is not None else ""
+            if not trimmed or trimmed == "/":
                 found = list(mine)
             else:
                 found = [p for p in mine if p.startswith(prefix)]

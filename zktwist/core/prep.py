@@ -15,7 +15,7 @@ from typing import Deque, Dict, List, Optional, Sequence, Tuple
 from zktwist.core import acl as aclmod
 from zktwist.core.paths import is_valid_path
 from zktwist.core.sessions import SessionTracker
-from zktwist.core.tree import SYSTEM_PATHS, DataTree, NodeKind, kind_of, ttl_owner
+from zktwist.core.tree import SYSTEM_PATHS, DataTree, NodeKind, i32, kind_of, ttl_owner
 from zktwist.core.txn import Txn
 from zktwist.proto.consts import (
     CONTAINER_EPHEMERAL_OWNER,
@@ -89,11 +89,11 @@ class Prep:
     # -- outstanding changes ---------------------------------------------------
 
     def record_for(self, path: str) -> ChangeRecord:
-        if path == "":
-            path = "/"
+        # As in ZooKeeper, "" (the parent of a top-level node) and "/" are
+        # separate keys for outstanding changes, though both are the root.
         rec = self.by_path.get(path)
         if rec is None:
-            node = self.tree.nodes.get(path)
+            node = self.tree.get(path)
             if node is None:
                 raise KeeperError(Err.NONODE)
             return ChangeRecord(-1, path, True, node.version, node.cversion, node.aversion,
@@ -136,10 +136,11 @@ class Prep:
         if not aclmod.check(acl, perm, auth_ids, self.skip_acl):
             raise KeeperError(Err.NOAUTH)
 
-    def _check_session(self, session_id: int) -> None:
+    def _check_session(self, session_id: int, global_session: bool = False) -> None:
         s = self.sessions.sessions.get(session_id)
         if s is None:
-            raise KeeperError(Err.UNKNOWNSESSION)
+            # checkGlobalSession (ephemeral creates) reports an unknown session as expired.
+            raise KeeperError(Err.SESSIONEXPIRED if global_session else Err.UNKNOWNSESSION)
         if s.closing:
             raise KeeperError(Err.SESSIONEXPIRED)
 
@@ -155,6 +156,8 @@ class Prep:
             return aclmod.fixup_acl(acls, auth_ids)
         except aclmod.InvalidACL:
             raise KeeperError(Err.INVALIDACL)
+        except aclmod.NullACLId:
+            raise MarshallingError("null ACL id")
 
     @staticmethod
     def _check_version(current: int, expected: int) -> int:
@@ -177,7 +180,7 @@ class Prep:
                 raise KeeperError(Err.BADARGUMENTS)
         elif ttl >= 0:
             raise KeeperError(Err.BADARGUMENTS)
-        self._check_session(session_id)
+        self._check_session(session_id, global_session=flags in CreateMode.EPHEMERAL_MODES)
         parent_path = self._parent_of(path)
         acl = self._fixup(acls, auth_ids)
         parent = self.record_for(parent_path)
@@ -195,7 +198,7 @@ class Prep:
             raise KeeperError(Err.NODEEXISTS)
         if kind_of(parent.owner) == NodeKind.EPHEMERAL:
             raise KeeperError(Err.NOCHILDRENFOREPHEMERALS)
-        new_cversion = parent_cversion + 1
+        new_cversion = i32(parent_cversion + 1)
         if op == OpCode.createContainer:
             body: tuple = (path, data, acl, new_cversion)
             owner = CONTAINER_EPHEMERAL_OWNER
@@ -239,7 +242,7 @@ class Prep:
         node = self.record_for(path)
         if node.child_count > 0:
             raise KeeperError(Err.NOTEMPTY)
-        if kind_of(node.owner) == NodeKind.EPHEMERAL or node.owner == 0:
+        if kind_of(node.owner) == NodeKind.EPHEMERAL:
             raise KeeperError(Err.BADVERSION)
         parent = self.record_for(parent_path).duplicate(zxid)
         parent.child_count -= 1
@@ -306,6 +309,7 @@ class Prep:
         subs: List[Tuple[int, tuple]] = []
         failed = False
         self._multi_saved = saved = {}
+        completed = False
         try:
             for op, req in ops:
                 if failed:
@@ -326,7 +330,12 @@ class Prep:
                     failed = True
                     subs.append((OpCode.error, (e.code,)))
                     self._rollback_multi(zxid, saved)
+            completed = True
         finally:
+            if not completed:
+                # A marshalling error fails the whole request: take back what
+                # the earlier sub-ops prepped.
+                self._rollback_multi(zxid, saved)
             self._multi_saved = None
         return (tuple(subs),)
 

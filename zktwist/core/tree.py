@@ -60,6 +60,11 @@ def format_stats(stats: Dict[str, int]) -> bytes:
     return text.encode("utf-8")
 
 
+def i32(value: int) -> int:
+    """Java int arithmetic: wrap to a signed 32-bit value."""
+    return ((value + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+
+
 def ttl_owner(ttl: int) -> int:
     """ephemeralOwner for a TTL node (EphemeralType.TTL.toEphemeralOwner), as a signed long."""
     value = 0xFF00000000000000 | ttl
@@ -120,7 +125,7 @@ class Node:
             data = self.data
             s = self._stat = STAT.pack(
                 self.czxid, self.mzxid, self.ctime, self.mtime, self.version,
-                2 * self.cversion - n, self.aversion, owner,
+                i32(2 * self.cversion - n), self.aversion, owner,
                 0 if data is None else len(data), n, self.pzxid)
         return s
 
@@ -310,15 +315,34 @@ class DataTree:
         return node
 
     def kill_session(self, session_id: int, zxid: int, paths: Optional[Iterable[str]]) -> None:
+        """Delete a closed session's ephemerals: those the txn lists, then any others it still owns."""
         own = self.ephemerals.pop(session_id, set())
-        for path in (list(paths) if paths is not None else sorted(own)):
-            node = self.nodes.get(path)
-            if node is None:
-                continue
+        listed = list(paths) if paths is not None else []
+        for path in listed:
+            self._delete_quietly(path, zxid)
+        for path in sorted(own.difference(listed)):
+            self._delete_quietly(path, zxid)
+
+    def _delete_quietly(self, path: str, zxid: int) -> None:
+        if path in self.nodes:
             try:
                 self.delete_node(path, zxid)
             except NoNodeError:
                 pass
+
+    def set_cversion_pzxid(self, path: str, new_cversion: int, zxid: int) -> None:
+        """DataTree.setCversionPzxid, used when a replayed create meets an existing node."""
+        if path.endswith("/"):
+            path = path[:-1]
+        node = self.get(path)
+        if node is None:
+            raise NoNodeError(path)
+        if new_cversion == -1:
+            new_cversion = node.cversion + 1
+        if new_cversion > node.cversion:
+            node.cversion = new_cversion
+            node.pzxid = zxid
+            node._stat = None
 
     # -- soft quotas (DataTree.updateQuotaStat / updateQuotaForPath) ----------
 

@@ -8,6 +8,7 @@ runs past the end of the frame raises :class:`JuteError`, so a hostile count of
 
 from __future__ import annotations
 
+import codecs
 import struct
 from typing import Callable, List, Optional, Sequence, Tuple, TypeVar
 
@@ -29,6 +30,23 @@ unpack_long = _long.unpack_from
 FALSE = b"\x00"
 TRUE = b"\x01"
 NULL_BUFFER = _int.pack(-1)
+
+
+def _java_replace(err: UnicodeError) -> Tuple[str, int]:
+    """Decode errors as Java's UTF-8 decoder reports them.
+
+    An encoded surrogate (``ED A0..BF xx``, as CESU-8 writers produce) is one
+    malformed sequence of three bytes there, so it becomes one U+FFFD.
+    """
+    assert isinstance(err, UnicodeDecodeError)
+    data, start = err.object, err.start
+    if (start + 2 < len(data) and data[start] == 0xED and 0xA0 <= data[start + 1] <= 0xBF
+            and 0x80 <= data[start + 2] <= 0xBF):
+        return "\ufffd", start + 3
+    return "\ufffd", err.end
+
+
+codecs.register_error("zktwist-java-replace", _java_replace)
 
 
 class JuteError(ValueError):
@@ -93,7 +111,7 @@ class Reader:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
             # Java's decoder substitutes U+FFFD for malformed input.
-            return bytes(raw).decode("utf-8", "replace")
+            return bytes(raw).decode("utf-8", "zktwist-java-replace")
 
     def vector(self, item: Callable[["Reader"], T]) -> Optional[List[T]]:
         n = self.int()
