@@ -17,7 +17,10 @@ run: $(STAMP)
 	mkdir -p var/zktwist
 	$(VENV)/bin/twistd -n --pidfile= zktwist --config etc/zktwist.cfg
 
-# Apache ZooKeeper 3.8 (the differential oracle) and zkCli.sh come from Debian's package.
+# Apache ZooKeeper 3.8 (the differential oracle), zkCli.sh, the C client and Curator come
+# from Debian's packages, node-zookeeper-client from npm. Where they cannot be installed
+# (not root, no apt-get or npm) the tests that need them say so and skip; under CI=true
+# they fail instead.
 system-deps:
 	@if [ -e /usr/share/java/zookeeper.jar ] && command -v java >/dev/null; then \
 		echo "Apache ZooKeeper 3.8 is installed"; \
@@ -27,6 +30,7 @@ system-deps:
 		echo "NOTE: cannot install Debian's zookeeper package (not root or no apt-get):"; \
 		echo "      the differential and zkCli.sh tests will be skipped."; \
 	fi
+	-@bash tests/clients/install.sh debian node
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q -m "not slow" --durations=15 tests
