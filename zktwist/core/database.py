@@ -72,6 +72,14 @@ class ZooKeeperCore:
         self.sessions = SessionTracker(config.server_id, config.tick_time, now_ms)
         self.prep = Prep(self.tree, self.sessions, skip_acl=config.skip_acl,
                          extended_types=config.extended_types)
+        skip = config.skip_acl
+
+        def may_read(watcher: object, acl: object) -> bool:
+            ids = getattr(watcher, "auth_ids", None)
+            return ids is None or aclmod.check(acl, Perms.READ, ids, skip)  # type: ignore[arg-type]
+
+        self.tree.data_watches.event_filter = may_read
+        self.tree.child_watches.event_filter = may_read
         # Called with a session id when its closeSession txn is applied.
         self.on_session_closed: Callable[[int], None] = lambda session_id: None
 

@@ -249,8 +249,8 @@ class DataTree:
                 self._recount_quota(parent_path[len(QUOTA_ROOT):])
         if self.quota_paths:
             self._update_quota(path, len(data) if data else 0, 1)
-        self.data_watches.trigger(path, EventType.NodeCreated)
-        self.child_watches.trigger(parent_path, EventType.NodeChildrenChanged)
+        self.data_watches.trigger(path, EventType.NodeCreated, None, acl)
+        self.child_watches.trigger(parent_path, EventType.NodeChildrenChanged, None, parent.acl)
         return node
 
     def delete_node(self, path: str, zxid: int) -> None:
@@ -283,9 +283,10 @@ class DataTree:
             if parent_path.startswith("/zookeeper") and name == LIMIT_NODE:
                 self.quota_paths.discard(parent_path[len(QUOTA_ROOT):])
             self._update_quota(path, -(len(node.data) if node.data else 0), -1)
-        fired = self.data_watches.trigger(path, EventType.NodeDeleted)
-        self.child_watches.trigger(path, EventType.NodeDeleted, fired)
-        self.child_watches.trigger(parent_path, EventType.NodeChildrenChanged)
+        fired = self.data_watches.trigger(path, EventType.NodeDeleted, None, node.acl)
+        self.child_watches.trigger(path, EventType.NodeDeleted, fired, node.acl)
+        self.child_watches.trigger(parent_path, EventType.NodeChildrenChanged, None,
+                                   parent.acl if parent is not None else None)
 
     def set_data(self, path: str, data: Optional[bytes], version: int, zxid: int,
                  time: int) -> Node:
@@ -302,7 +303,7 @@ class DataTree:
         self.approximate_data_size += diff
         if self.quota_paths:
             self._update_quota(path, diff, 0)
-        self.data_watches.trigger(path, EventType.NodeDataChanged)
+        self.data_watches.trigger(path, EventType.NodeDataChanged, None, node.acl)
         return node
 
     def set_acl(self, path: str, acl: ACLList, version: int) -> Node:

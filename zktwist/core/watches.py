@@ -10,7 +10,7 @@ one set wins, as in 3.8).
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Iterator, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
 from zktwist.proto.consts import EventType
 
@@ -35,6 +35,9 @@ class WatchManager:
     """One watch table (data or child) keyed by path."""
 
     def __init__(self) -> None:
+        # ``event_filter(watcher, acl) -> bool`` drops events a watcher may not
+        # read (ZOOKEEPER-4799 / CVE-2024-23944, in Debian's 3.8.0 and 3.8.4+).
+        self.event_filter: Optional[Callable[[object, object], bool]] = None
         self.table: Dict[str, Set[object]] = {}
         self.by_watcher: Dict[object, Set[str]] = {}
         self.modes: Dict[Tuple[object, str], int] = {}
@@ -111,8 +114,13 @@ class WatchManager:
         return self.modes.get((watcher, path), STANDARD)
 
     def trigger(self, path: str, event_type: int,
-                suppress: Optional[Set[object]] = None) -> Optional[Set[object]]:
-        """Deliver ``event_type`` for ``path``; return the set of watchers it matched."""
+                suppress: Optional[Set[object]] = None,
+                acl: object = None) -> Optional[Set[object]]:
+        """Deliver ``event_type`` for ``path``; return the set of watchers it matched.
+
+        ``acl`` is the ACL of the node the event is about: a watcher that may
+        not read it is matched (and a one-shot watch consumed) but gets nothing.
+        """
         fired: Optional[Set[object]] = None
         watchers = self.table.get(path)
         if watchers:
@@ -145,9 +153,13 @@ class WatchManager:
                             fired = set()
                         fired.add(w)
         if fired:
+            allowed = self.event_filter if acl is not None else None
             for w in fired:
-                if suppress is None or w not in suppress:
-                    w.process_event(event_type, path)  # type: ignore[attr-defined]
+                if suppress is not None and w in suppress:
+                    continue
+                if allowed is not None and not allowed(w, acl):
+                    continue
+                w.process_event(event_type, path)  # type: ignore[attr-defined]
         return fired
 
     def watch_count(self) -> int:
