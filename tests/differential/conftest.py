@@ -23,10 +23,9 @@ Normalisation (what is compared, and how):
 * ephemeralOwner and session ids: mapped to the label of the session that owns them (``a#1`` = first
   session opened under the name ``a``); a new session id also has its top byte (server id) compared.
 * Session passwords: only length / all-zero / same-as-before.
-* children lists, getEphemerals lists and whoAmI lists: compared as sorted lists (the server order is a
-  HashSet's / ConcurrentHashMap's). ACL lists are compared in order, except for calls made with
-  ``_unordered=True`` (used where ``auth`` expands to several credentials: that order is the
-  ConcurrentHashMap order of the connection's auth ids).
+* children lists and getEphemerals lists: compared as sorted lists (the server order is a HashSet's).
+  ACL lists and whoAmI lists are compared in order (an ``auth`` ACL expands, and whoAmI lists, in the
+  ConcurrentHashMap order of the connection's auth ids, which a compatible server reproduces).
 * Watch notifications: every notification a session receives is attached to the next reply on that
   session (so their position relative to replies is compared). Within one such window the order is
   compared too, except after closeSession (the order of ephemeral deletion is Java HashSet order).
@@ -306,7 +305,6 @@ class Run:
         self.passwords: Dict[int, bytes] = {}
         self.base = 0
         self.close_count = 0                        # closeSessions so far (see _window_unordered)
-        self._unordered_acl = False
         self.now_ms = int(time.time() * 1000)
         self.control = rc.RawClient.open_session("127.0.0.1", port)
         self.base = self.control.ping().zxid
@@ -484,7 +482,6 @@ class Run:
         c = self.clients[name]
         fn = getattr(c, method)
         timeout = kwargs.pop("_timeout", None)
-        self._unordered_acl = kwargs.pop("_unordered", False)
         saved_timeout = c.timeout
         if timeout is not None:
             c.timeout = timeout
@@ -634,10 +631,7 @@ class Run:
         if isinstance(body, rc.ChildrenResponse):
             return (self._norm_children(body.children), self.norm_stat(body.stat))
         if isinstance(body, rc.ACLResponse):
-            acl: Any = None if body.acl is None else [tuple(a) for a in body.acl]
-            if acl is not None and self._unordered_acl:
-                acl = ("unordered", sorted(acl, key=repr))
-            return ("acl", acl, self.norm_stat(body.stat))
+            return ("acl", None if body.acl is None else [tuple(a) for a in body.acl], self.norm_stat(body.stat))
         if isinstance(body, rc.Create2Response):
             return ("path", body.path, self.norm_stat(body.stat))
         if op in (rc.OP_MULTI, rc.OP_MULTI_READ):
@@ -645,8 +639,9 @@ class Run:
         if op in (rc.OP_GET_CHILDREN, rc.OP_GET_EPHEMERALS):
             return self._norm_children(body)
         if op == rc.OP_WHO_AM_I:
-            # ZooKeeper iterates a ConcurrentHashMap-backed set of Ids: the order is a Java hash artefact
-            return ("unordered", sorted((tuple(ci) for ci in body), key=repr))
+            # in order: ZooKeeper iterates the connection's ConcurrentHashMap-backed set of Ids, and so
+            # must a compatible server (the same order shows in ACLs expanded from the auth scheme)
+            return [tuple(ci) for ci in body]
         return body
 
     def _norm_reply(self, r: rc.Reply) -> Any:

@@ -54,13 +54,13 @@ def test_auth_scheme_expansion(zk_pair):
         z.a.add_digest("alice", "pw")
         z.a.add_digest("bob", "secret")                                  # same credential twice
         z.a.create(R + "/y", b"", [ACL(rc.PERM_READ | rc.PERM_ADMIN, "auth", "")] + READ_ACL_UNSAFE)
-        z.a.get_acl(R + "/y", _unordered=True)
+        z.a.get_acl(R + "/y")
         z.a.set_acl(R + "/x", [ACL(rc.PERM_ALL, "auth", ""), ACL(rc.PERM_READ, "auth", "")])
-        z.a.get_acl(R + "/x", _unordered=True)
+        z.a.get_acl(R + "/x")
         z.a.who_am_i()
         z.b.get_data(R + "/x")
         z.b.get_acl(R + "/x")
-        z.b.get_acl(R + "/y", _unordered=True)                           # READ, no ADMIN: masked ids
+        z.b.get_acl(R + "/y")                           # READ, no ADMIN: masked ids
         z.b.create(R + "/z", b"", CREATOR_ALL_ACL)
         z.b.multi([rc.op_create(R + "/z", b"", CREATOR_ALL_ACL)])
 

@@ -1,17 +1,20 @@
 """Facts about a freshly started server (own server pair, so no other test's nodes are counted),
-and the default four-letter-word whitelist (servers started without ``4lw.commands.whitelist``)."""
+the default four-letter-word whitelist (servers started without ``4lw.commands.whitelist``), and
+TTL nodes with extended types disabled."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.differential.conftest import diff, make_pair_fixture
+from tests.support import rawclient as rc
+from tests.differential.conftest import EXTENDED_TYPES_KEY, diff, make_pair_fixture
 from tests.support.processes import four_letter
 
 pytestmark = pytest.mark.differential
 
 # this module's own pair: fresh servers with the zoo.cfg default 4lw whitelist (no whitelist line at all)
-pair = make_pair_fixture(default_whitelist=True)
+# and zookeeper.extendedTypesEnabled=false
+pair = make_pair_fixture(extra_config={EXTENDED_TYPES_KEY: "false"}, default_whitelist=True)
 
 
 def test_fresh_server_tree(zk_pair):
@@ -45,5 +48,25 @@ def test_default_four_letter_whitelist(zk_pair):
         srvr = four_letter(z.port, "srvr")      # version and counters differ: compare its shape only
         z.note("-", "srvr has Mode: standalone", "Mode: standalone" in srvr)
         z.note("-", "srvr lines (names only)", sorted(line.split(":")[0] for line in srvr.splitlines() if line))
+
+    diff(zk_pair, scenario)
+
+
+def test_ttl_without_extended_types(zk_pair):
+    """createTTL, and TTL flags anywhere, when zookeeper.extendedTypesEnabled is false."""
+
+    def scenario(z):
+        z.connect("a")
+        R = z.root
+        z.a.create(R)
+        z.a.create_ttl(R + "/t", ttl=3600000)
+        z.a.create_ttl(R + "/t", flags=rc.PERSISTENT_SEQUENTIAL_WITH_TTL, ttl=3600000)
+        z.a.create_ttl(R + "/t", flags=0, ttl=3600000)
+        z.a.create_ttl(R + "/t", ttl=0)
+        z.a.create(R + "/t", flags=rc.PERSISTENT_WITH_TTL)
+        z.a.multi([rc.op_create_ttl(R + "/t", ttl=3600000)])
+        z.a.multi([rc.op_create(R + "/u"), rc.op_create_ttl(R + "/t", ttl=3600000)])
+        z.a.create_container(R + "/c")                      # containers need no flag
+        z.a.get_children2(R)
 
     diff(zk_pair, scenario)

@@ -92,6 +92,14 @@ OP = st.one_of(
     st.tuples(st.just("closeSession"), sess),
     st.tuples(st.just("drop"), sess, paths_subset, paths_subset, paths_subset, paths_subset, paths_subset,
               st.booleans()),
+    # several requests pipelined on one connection before any reply is read
+    st.tuples(st.just("burst"), sess, st.lists(st.one_of(
+        st.tuples(st.just("create"), path, data, st.sampled_from([0, 0, 1, 2])),
+        st.tuples(st.just("delete"), path, version),
+        st.tuples(st.just("setData"), path, data, version),
+        st.tuples(st.sampled_from(["getData", "exists", "getChildren2"]), path, st.booleans()),
+        st.tuples(st.just("ping"),),
+    ), min_size=2, max_size=6)),
 )
 
 
@@ -214,6 +222,32 @@ class Interpreter:
                 h.add_digest(user, USERS[user])
         elif kind == "whoAmI":
             h.who_am_i()
+        elif kind == "burst":
+            c = z.clients[s]
+            for o in op[2]:
+                k = o[0]
+                if k == "create":
+                    target = self.seq_prefix(o[1]) if o[3] in (2, 3) else self.p(o[1])
+                    c.submit(rc.OP_CREATE, rc.encode_create(target, o[2], rc.OPEN_ACL_UNSAFE, o[3]))
+                elif k == "delete":
+                    c.submit(rc.OP_DELETE, rc.encode_path_version(self.p(o[1]), o[2]))
+                elif k == "setData":
+                    c.submit(rc.OP_SET_DATA, rc.encode_set_data(self.p(o[1]), o[2], o[3]))
+                elif k == "ping":
+                    c.submit(rc.OP_PING)
+                else:
+                    opcode = {"getData": rc.OP_GET_DATA, "exists": rc.OP_EXISTS,
+                              "getChildren2": rc.OP_GET_CHILDREN2}[k]
+                    c.submit(opcode, rc.encode_path_watch(self.p(o[1]), o[2]))
+            z.note(s, f"burst of {len(op[2])} pipelined: {op[2]!r}", None)
+            for _ in op[2]:
+                try:
+                    reply = c.read_reply()
+                except rc.ConnectionClosed:
+                    z.note(s, "burst reply", ("connection closed",))
+                    break
+                z.note(s, "burst reply", (z._norm_events(c.take_events(), z._window_unordered(c)),
+                                          z._norm_reply(reply)))
         elif kind == "closeSession":
             h.close_session()
             self.state[s]["closed"] = True

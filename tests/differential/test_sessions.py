@@ -203,3 +203,47 @@ def test_four_letter_words(zk_pair):
         z.four_letter("isro")
 
     diff(zk_pair, scenario)
+
+
+def test_pipelined_requests_keep_order_and_events_precede_replies(zk_pair):
+    """A burst of requests on one connection: replies in request order, each notification before the
+    first reply that reflects the change that triggered it."""
+
+    def scenario(z):
+        z.connect("a")
+        z.connect("b")
+        R = z.root
+        z.a.create(R)
+        c = z.a.client
+        burst = [
+            (rc.OP_CREATE, rc.encode_create(R + "/x", b"1")),
+            (rc.OP_GET_DATA, rc.encode_path_watch(R + "/x", True)),
+            (rc.OP_EXISTS, rc.encode_path_watch(R + "/y", True)),
+            (rc.OP_GET_CHILDREN, rc.encode_path_watch(R, True)),
+            (rc.OP_SET_DATA, rc.encode_set_data(R + "/x", b"2", 0)),
+            (rc.OP_PING, b""),
+            (rc.OP_SET_DATA, rc.encode_set_data(R + "/x", b"3", 0)),        # BadVersion
+            (rc.OP_CREATE, rc.encode_create(R + "/y")),
+            (rc.OP_SYNC, rc.enc_string(R)),
+            (rc.OP_MULTI, rc.encode_multi([rc.op_delete(R + "/y"), rc.op_set_data(R + "/x", b"4")])),
+            (rc.OP_GET_DATA, rc.encode_path_watch(R + "/x", False)),
+            (rc.OP_GET_CHILDREN2, rc.encode_path_watch(R, False)),
+            (rc.OP_DELETE, rc.encode_path_version(R + "/x", -1)),
+            (rc.OP_GET_ALL_CHILDREN_NUMBER, rc.enc_string(R)),
+        ]
+        for op, rec in burst:
+            c.submit(op, rec)
+        for _ in burst:
+            reply = c.read_reply()
+            z.note("a", "pipelined reply", (z._norm_events(c.take_events(), False), z._norm_reply(reply)))
+        # another session's burst against the same nodes, with a watcher on the first session
+        z.a.exists(R + "/z", True)
+        cb = z.b.client
+        for op, rec in [(rc.OP_CREATE, rc.encode_create(R + "/z")), (rc.OP_SET_DATA, rc.encode_set_data(R + "/z", b"q")),
+                        (rc.OP_DELETE, rc.encode_path_version(R + "/z", 1))]:
+            cb.submit(op, rec)
+        for _ in range(3):
+            z.note("b", "pipelined reply", z._norm_reply(cb.read_reply()))
+        z.barrier()
+
+    diff(zk_pair, scenario)

@@ -296,7 +296,7 @@ def enc_buffer(v: Optional[bytes]) -> bytes:
 def enc_string(v: Optional[str]) -> bytes:
     if v is None:
         return enc_int(-1)
-    b = v.encode("utf-8")
+    b = v.encode("utf-8", "surrogatepass")
     return enc_int(len(b)) + b
 
 
@@ -463,7 +463,13 @@ class Reader:
 
     def string(self) -> Optional[str]:
         b = self.buffer()
-        return None if b is None else b.decode("utf-8")
+        if b is None:
+            return None
+        try:
+            # surrogatepass: Java writes non-BMP characters as CESU-8 surrogate pairs; keep them visible
+            return b.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            return b.decode("utf-8", "surrogateescape")
 
     def string_vector(self) -> Optional[List[Optional[str]]]:
         n = self.int()
