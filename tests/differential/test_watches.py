@@ -200,7 +200,10 @@ def test_check_and_remove_watches(zk_pair):
     diff(zk_pair, scenario)
 
 
-@pytest.mark.parametrize("wtype", [0, 4, 5, 6, -1], ids=["type0", "persistent4", "recursive5", "type6", "type-1"])
+# Types 4 (Persistent) and 5 (PersistentRecursive) are Apache ZooKeeper 3.9's; 3.8.0 answers
+# MARSHALLINGERROR. zktwist supports them on purpose (README, "Differences"), so they are
+# not compared here; tests/unit/test_core_watches.py pins zktwist's 3.9 behaviour.
+@pytest.mark.parametrize("wtype", [0, 6, -1], ids=["type0", "type6", "type-1"])
 def test_check_watches_unknown_type(zk_pair, wtype):
     """3.8.0 knows WatcherType 1..3 only (4/5 arrived in 3.9)."""
 

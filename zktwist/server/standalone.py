@@ -231,8 +231,11 @@ class StandaloneServer:
                 if conn is None or entry is None or conn.state == 3:
                     continue
                 if entry.op == OpCode.check and txn.type == OpCode.check:
-                    # 3.8.0 logs a top-level check and then drops the connection.
-                    conn.close()
+                    # 3.8.0 logs a passing top-level check and never answers it
+                    # (FinalRequestProcessor fails to build the reply); the
+                    # connection stays open and later requests are answered.
+                    entry.zxid = txn.zxid
+                    conn.write_applied(entry, b"")
                     continue
                 err, body = core.write_reply(entry.op, result)
                 entry.zxid = txn.zxid

@@ -78,52 +78,83 @@ class _Scan:
         self.torn_reason = ""
 
 
+def _valid_record_at(data: bytes, off: int, limit: int) -> bool:
+    """Is there a whole, checksummed record at ``off`` (ending by ``limit``)?"""
+    if off + RECORD_HEAD.size > limit:
+        return False
+    checksum, length = RECORD_HEAD.unpack_from(data, off)
+    start = off + RECORD_HEAD.size
+    if length <= 0 or start + length + 1 > limit or data[start + length] != END_OF_RECORD:
+        return False
+    return zlib.adler32(data[start:start + length]) == checksum
+
+
+def _later_record_exists(data: bytes, off: int, limit: int) -> bool:
+    """Any valid record starting after ``off``?  If so, the damage is not a torn tail."""
+    for p in range(off + 1, limit - RECORD_HEAD.size):
+        if _valid_record_at(data, p, limit):
+            return True
+    return False
+
+
 def scan_file(path: str, max_record: int = 1 << 30) -> _Scan:
+    """Check every record of one log file.
+
+    A damaged record with no valid record anywhere after it is a torn tail
+    (``torn_at``); one followed by a valid record is corruption and raises.
+    """
     scan = _Scan(path)
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < FILE_HEADER.size:
-        scan.torn_at = 0
-        scan.torn_reason = "short file header"
+        if data.strip(b"\x00"):
+            scan.torn_at = 0
+            scan.torn_reason = "short file header"
+        else:
+            scan.torn_at = 0
+            scan.torn_reason = "empty file"
         scan.end = 0
         return scan
     magic, version, _ = FILE_HEADER.unpack_from(data, 0)
     if magic != MAGIC or version != 2:
+        if not data.strip(b"\x00"):
+            scan.torn_at = 0
+            scan.torn_reason = "file header never written"
+            scan.end = 0
+            return scan
         raise CorruptLogError(path, 0, "bad file header")
-    off = FILE_HEADER.size
+    # Everything after the last non-zero byte is preallocation.
+    limit = len(data.rstrip(b"\x00"))
     size = len(data)
-    while off + RECORD_HEAD.size <= size:
-        checksum, length = RECORD_HEAD.unpack_from(data, off)
-        if length == 0 and checksum == 0:
-            break  # preallocated zeros: the end of the log
-        start = off + RECORD_HEAD.size
+    off = FILE_HEADER.size
+    while off < limit:
         reason = ""
-        if length <= 0 or length > max_record:
-            reason = "bad record length %d" % length
-        elif start + length + 1 > size:
-            reason = "record runs past the end of the file"
+        if off + RECORD_HEAD.size > size:
+            reason = "partial record header"
         else:
-            payload = data[start:start + length]
-            if zlib.adler32(payload) != (checksum & 0xFFFFFFFF):
-                reason = "checksum mismatch"
+            checksum, length = RECORD_HEAD.unpack_from(data, off)
+            start = off + RECORD_HEAD.size
+            if length == 0 and checksum == 0:
+                reason = "data after the end-of-log marker"
+            elif length <= 0 or length > max_record:
+                reason = "bad record length %d" % length
+            elif start + length + 1 > size:
+                reason = "record runs past the end of the file"
             elif data[start + length] != END_OF_RECORD:
                 reason = "missing end-of-record marker"
+            elif zlib.adler32(data[start:start + length]) != checksum:
+                reason = "checksum mismatch"
         if reason:
+            if _later_record_exists(data, off, limit):
+                raise CorruptLogError(path, off, reason)
             scan.torn_at = off
             scan.torn_reason = reason
-            # Anything non-zero after the damaged record's claimed end means
-            # later data exists: that is corruption, not a torn tail.
-            claimed_end = start + length + 1 if 0 < length <= size else start
-            rest = data[max(claimed_end, start):]
-            if rest.strip(b"\x00"):
-                raise CorruptLogError(path, off, reason)
             break
+        payload = data[start:start + length]
         zxid = TXN_ZXID.unpack_from(payload, 12)[0] if length >= 20 else -1
         scan.records.append((zxid, payload))
         off = start + length + 1
-        scan.end = off
-    else:
-        scan.end = off
+    scan.end = off if scan.torn_at is None else scan.torn_at
     return scan
 
 
@@ -163,18 +194,33 @@ class FileLogBackend:
         os.makedirs(os.path.join(self.data_dir, "version-2"), exist_ok=True)
         self._files = self._list_files()
         last = 0
-        for i, (_, path) in enumerate(self._files):
+        for i, (_, path) in enumerate(list(self._files)):
             scan = scan_file(path)
             newest = i == len(self._files) - 1
             if scan.torn_at is not None:
                 if not newest:
                     raise CorruptLogError(path, scan.torn_at, scan.torn_reason)
+                if not scan.records:
+                    # Killed before the file's first record was durable: the
+                    # file holds nothing, and its name is the next zxid's.
+                    log.warn("Removing {path}: it holds no complete record ({reason})",
+                             path=path, reason=scan.torn_reason)
+                    os.unlink(path)
+                    _fsync_dir(self.version_dir)
+                    self._files.pop()
+                    continue
                 log.warn("Cutting a torn record off the end of {path} at offset {offset} ({reason})",
                          path=path, offset=scan.torn_at, reason=scan.torn_reason)
                 with open(path, "r+b") as f:
                     f.truncate(max(scan.torn_at, 0))
                     f.flush()
                     os.fsync(f.fileno())
+            elif newest and not scan.records:
+                log.warn("Removing {path}: it holds no record", path=path)
+                os.unlink(path)
+                _fsync_dir(self.version_dir)
+                self._files.pop()
+                continue
             for zxid, _ in scan.records:
                 if zxid <= last:
                     raise CorruptLogError(path, 0, "zxid 0x%x out of order after 0x%x" % (zxid, last))
@@ -249,6 +295,8 @@ class FileLogBackend:
 
     def append_and_sync(self, records: Sequence[Tuple[int, bytes]]) -> None:
         """One group commit: write the batch, then one fdatasync."""
+        if records and self._fd is None:
+            self._start_file(records[0][0])
         start = self._pos
         last = self._last_zxid
         self.append(records)
