@@ -13,11 +13,19 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from zktwist.core import acl as aclmod
 from zktwist.core.prep import KeeperError, Prep
 from zktwist.core.sessions import SessionTracker, session_password
-from zktwist.core.tree import ApplyResult, DataTree, NodeExistsError, NoNodeError, ttl_of
+from zktwist.core.tree import (
+    ApplyResult,
+    DataTree,
+    NodeExistsError,
+    NoNodeError,
+    ttl_of,
+    ttl_owner,
+)
 from zktwist.core.txn import Txn
 from zktwist.core.watches import PERSISTENT, PERSISTENT_RECURSIVE
 from zktwist.proto import records
 from zktwist.proto.consts import (
+    CONTAINER_EPHEMERAL_OWNER,
     AddWatchMode,
     Err,
     EventType,
@@ -117,12 +125,10 @@ class ZooKeeperCore:
                 return ApplyResult(type_, 0, path, node.stat() if type_ == OpCode.create2 else None)
             if type_ == OpCode.createContainer:
                 path, data, acl, pcv = body
-                from zktwist.proto.consts import CONTAINER_EPHEMERAL_OWNER
                 node = tree.create_node(path, data, acl, CONTAINER_EPHEMERAL_OWNER, pcv, zxid,
                                         txn.time)
                 return ApplyResult(type_, 0, path, node.stat())
             if type_ == OpCode.createTTL:
-                from zktwist.core.tree import ttl_owner
                 path, data, acl, pcv, ttl = body
                 node = tree.create_node(path, data, acl, ttl_owner(ttl), pcv, zxid, txn.time)
                 return ApplyResult(type_, 0, path, node.stat())

@@ -26,6 +26,7 @@ import time
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 from zktwist import ZOOKEEPER_COMPAT_VERSION, __version__
+from zktwist.storage.filelog import dir_size
 from zktwist.server.stats import java_double
 
 if TYPE_CHECKING:
@@ -212,18 +213,6 @@ def srst(server: "StandaloneServer", conn: "ClientConnection") -> str:
 
 # -- conf / dirs / envi ------------------------------------------------------------------------
 
-def _dir_size(path: str) -> int:
-    """ZooKeeperServer.getDirSize: the lengths of all files below ``path``."""
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.stat(os.path.join(root, f)).st_size
-            except OSError:
-                pass
-    return total
-
-
 def _snap_dir(server: "StandaloneServer") -> str:
     return os.path.join(os.path.abspath(server.config.data_dir), "version-2")
 
@@ -236,11 +225,11 @@ def _log_dir(server: "StandaloneServer") -> str:
 def _data_dir_size(server: "StandaloneServer") -> int:
     # ZooKeeperServer.getDataDirSize() measures snapLog.getDataDir(), which is the txn log
     # directory; getLogDirSize() measures the snapshot directory.  3.8.0 reports them so.
-    return _dir_size(_log_dir(server))
+    return dir_size(_log_dir(server))
 
 
 def _log_dir_size(server: "StandaloneServer") -> int:
-    return _dir_size(_snap_dir(server))
+    return dir_size(_snap_dir(server))
 
 
 def _client_port(server: "StandaloneServer") -> int:

@@ -57,6 +57,7 @@ def _fsync_dir(path: str) -> None:
 
 
 def dir_size(path: str) -> int:
+    """The lengths of all files below ``path`` (ZooKeeperServer.getDirSize)."""
     total = 0
     for root, _, files in os.walk(path):
         for f in files:
