@@ -308,7 +308,8 @@ class Prep:
                zxid: int) -> tuple:
         subs: List[Tuple[int, tuple]] = []
         failed = False
-        self._multi_saved = saved = {}
+        saved: Dict[str, Optional[ChangeRecord]] = {}
+        self._multi_saved = saved
         completed = False
         try:
             for op, req in ops:

@@ -8,6 +8,7 @@ runs past the end of the frame raises :class:`JuteError`, so a hostile count of
 
 from __future__ import annotations
 
+import builtins
 import codecs
 import struct
 from typing import Callable, List, Optional, Sequence, Tuple, TypeVar
@@ -63,7 +64,7 @@ class Reader:
         self.offset = offset
         self.end = len(data) if end is None else end
 
-    def remaining(self) -> int:
+    def remaining(self) -> builtins.int:
         return self.end - self.offset
 
     def int(self) -> int:
@@ -73,7 +74,7 @@ class Reader:
         self.offset = o + 4
         return _int.unpack_from(self.data, o)[0]
 
-    def long(self) -> int:
+    def long(self) -> builtins.int:
         o = self.offset
         if o + 8 > self.end:
             raise JuteError("truncated long")

@@ -227,7 +227,7 @@ def children_response(children: Sequence[str]) -> bytes:
     return encode_strings(list(children))
 
 
-def whoami_response(infos: Sequence[Tuple[str, str]]) -> bytes:
+def whoami_response(infos: Sequence[Tuple[str, Optional[str]]]) -> bytes:
     parts = [pack_int(len(infos))]
     for scheme, user in infos:
         parts.append(encode_ustring(scheme))
