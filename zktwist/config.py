@@ -66,7 +66,7 @@ def _bool(value: str) -> bool:
 
 # Keys Apache ZooKeeper knows that a standalone zktwist accepts without using yet.
 KNOWN_UNUSED_PREFIXES = (
-    "admin.", "metricsProvider.", "autopurge.", "ssl.", "quorum.", "jvm.pause.", "multiAddress.",
+    "admin.", "metricsProvider.", "ssl.", "quorum.", "jvm.pause.", "multiAddress.",
     "request_throttle", "digest.", "snapshot.", "audit.", "authProvider.", "kerberos.",
     "fips-mode", "netty.", "learner.", "leader.", "follower.", "electionPort", "group.",
     "weight.", "serverCnxnFactory", "client.", "fsync.",
@@ -77,7 +77,7 @@ KNOWN_UNUSED = frozenset((
     "quorumListenOnAllIPs", "syncEnabled", "peerType", "observerMasterPort",
     "connectToLearnerMasterLimit", "clientPortListenBacklog", "maxCnxns", "sslQuorum",
     "portUnification", "sslQuorumReloadCertFiles", "secureClientPort", "secureClientPortAddress",
-    "snapCount", "snapSizeLimitInKb", "txnLogSizeLimitInKb", "commitLogCount",
+    "snapSizeLimitInKb", "txnLogSizeLimitInKb", "commitLogCount",
     "snapshotSizeFactor", "enforceQuota", "superUser", "sessionRequireClientSASLAuth",
     "largeRequestMaxBytes", "largeRequestThreshold", "closeSessionTxn.enabled",
     "readonlymode.enabled", "maxResponseCacheSize", "maxGetChildrenResponseCacheSize",
@@ -110,6 +110,11 @@ class ServerConfig:
         self.container_check_interval_ms = 60000
         self.container_max_never_used_ms = 0
         self.storage_backend = "filelog"
+        self.snap_count = 100000
+        # Unlike Apache ZooKeeper (purgeInterval=0, off), zktwist purges by
+        # default: full disks are ZooKeeper users' most common outage.
+        self.snap_retain_count = 3
+        self.purge_interval_hours = 1
         self.raw: Dict[str, str] = {}
         self.warnings: List[str] = []
         self.unused: List[str] = []
@@ -124,6 +129,11 @@ class ServerConfig:
             self.min_session_timeout = 2 * self.tick_time
         if self.max_session_timeout == -1:
             self.max_session_timeout = 20 * self.tick_time
+        if self.snap_retain_count < 3:
+            # Apache ZooKeeper raises it to 3 with a warning; so do we.
+            self.warnings.append("%s: autopurge.snapRetainCount: %d is below the minimum 3; using 3"
+                                 % (self.path, self.snap_retain_count))
+            self.snap_retain_count = 3
         if self.min_session_timeout > self.max_session_timeout:
             raise ConfigError("%s: minSessionTimeout must not be larger than maxSessionTimeout"
                               % self.path)
@@ -219,6 +229,12 @@ SETTERS: Dict[str, Callable[[ServerConfig, str], None]] = {
     "znode.container.maxNeverUsedIntervalMs": _setter("container_max_never_used_ms", _int,
                                                       _non_negative, "expected ms >= 0"),
     "storage.backend": _backend,
+    "snapCount": _setter("snap_count", _int, lambda v: isinstance(v, int) and v >= 2,
+                         "expected an integer >= 2"),
+    "autopurge.snapRetainCount": _setter("snap_retain_count", _int, _positive,
+                                         "expected a positive integer"),
+    "autopurge.purgeInterval": _setter("purge_interval_hours", _int, _non_negative,
+                                       "expected hours >= 0 (0 = purge only after snapshots)"),
 }
 
 

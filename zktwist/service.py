@@ -21,17 +21,9 @@ from twisted.logger import Logger
 from zktwist import __version__
 from zktwist.config import ConfigError, ServerConfig
 from zktwist.server.standalone import ClientFactory, StandaloneServer
-from zktwist.storage.filelog import FileLogBackend
+from zktwist.storage.registry import make_backend
 
 log = Logger()
-
-
-def make_backend(config: ServerConfig) -> Any:
-    if config.storage_backend == "filelog":
-        return FileLogBackend(config.data_dir, config.data_log_dir,
-                              prealloc_size=config.prealloc_size, fsync=config.force_sync)
-    raise ConfigError("%s: storage.backend: unknown backend %r (available: filelog)"
-                      % (config.path, config.storage_backend))
 
 
 class StorageService(service.Service):

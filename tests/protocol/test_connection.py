@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from zktwist.storage.memory import MemoryBackend as RealMemoryBackend
 from zktwist.config import from_text
 from zktwist.interfaces import IStorageBackend
 from zktwist.server import standalone
@@ -208,45 +209,28 @@ class SyncPool:
 
 
 @implementer(IStorageBackend)
-class MemoryBackend:
-    """An in-memory txn log that records every ``append_and_sync`` and can be told to fail."""
-
-    name = "memory"
+class MemoryBackend(RealMemoryBackend):
+    """zktwist's in-memory backend, recording every ``append_and_sync`` and able to fail once."""
 
     def __init__(self) -> None:
-        self.records: List[Tuple[int, bytes]] = []
+        super().__init__()
         self.calls: List[List[Tuple[int, bytes]]] = []
-        self.fail_next: Optional[BaseException] = None
-        self.opened = False
+        self.fail_next: Optional[BaseException] = None  # type: ignore[assignment]
         self.closed = False
 
-    def open(self) -> None:
-        self.opened = True
-
-    def read_txns(self, from_zxid: int = 0) -> Iterator[Tuple[int, bytes]]:
-        return iter([(z, p) for z, p in self.records if z >= from_zxid])
-
-    def append(self, records: List[Tuple[int, bytes]]) -> None:
-        self.records.extend(records)
-
-    def sync(self) -> None:
-        pass
+    @property
+    def records(self) -> List[Tuple[int, bytes]]:
+        return list(self.read_txns(0))
 
     def append_and_sync(self, records: List[Tuple[int, bytes]]) -> None:
         self.calls.append(list(records))
         if self.fail_next is not None:
             exc, self.fail_next = self.fail_next, None
             raise exc
-        self.append(records)
-        self.sync()
-
-    def last_zxid(self) -> int:
-        return self.records[-1][0] if self.records else 0
-
-    def sizes(self) -> Dict[str, int]:
-        return {"datadir_size": 0, "logdir_size": 0}
+        super().append_and_sync(records)
 
     def close(self) -> None:
+        super().close()
         self.closed = True
 
 

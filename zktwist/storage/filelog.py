@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from zktwist.interfaces import IStorageBackend
+from zktwist.interfaces import ISnapshotWriter, IStorageBackend
 from zktwist.storage.errors import CorruptLogError, StorageError
 
 log = Logger()
@@ -159,9 +159,51 @@ def scan_file(path: str, max_record: int = 1 << 30) -> _Scan:
     return scan
 
 
+def snapshot_file_name(zxid: int) -> str:
+    return "snapshot.%x" % zxid
+
+
+def _meta_name(key: str) -> str:
+    if not key or "/" in key or key.startswith((".", "log.", "snapshot.")):
+        raise ValueError("bad metadata key %r" % key)
+    return key
+
+
+@implementer(ISnapshotWriter)
+class FileSnapshotWriter:
+    """Writes ``snapshot.<zxid>.tmp``; :meth:`commit` fsyncs and renames it into place."""
+
+    def __init__(self, snap_dir: str, zxid: int) -> None:
+        self.zxid = zxid
+        self.path = os.path.join(snap_dir, snapshot_file_name(zxid))
+        self.tmp = self.path + ".tmp"
+        self._f = open(self.tmp, "wb")
+
+    def write(self, data: bytes) -> None:
+        self._f.write(data)
+
+    def commit(self) -> None:
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+        os.replace(self.tmp, self.path)
+        _fsync_dir(os.path.dirname(self.path))
+
+    def abort(self) -> None:
+        try:
+            self._f.close()
+        finally:
+            if os.path.exists(self.tmp):
+                os.unlink(self.tmp)
+
+
 @implementer(IStorageBackend)
 class FileLogBackend:
-    """Append-only txn log files in ``<log_dir>/version-2``."""
+    """Txn log files in ``<dataLogDir>/version-2``, snapshots and metadata in ``<dataDir>/version-2``.
+
+    The layout and formats are Apache ZooKeeper's, so a ``version-2``
+    directory can move between the two servers.
+    """
 
     name = "filelog"
 
@@ -170,6 +212,7 @@ class FileLogBackend:
         self.data_dir = data_dir
         self.log_dir = log_dir or data_dir
         self.version_dir = os.path.join(self.log_dir, "version-2")
+        self.snap_dir = os.path.join(self.data_dir, "version-2")
         self.prealloc_size = prealloc_size
         self.fsync = fsync
         self._files: List[Tuple[int, str]] = []
@@ -178,6 +221,11 @@ class FileLogBackend:
         self._prealloc_end = 0
         self._last_zxid = 0
         self._opened = False
+
+    @classmethod
+    def from_config(cls, config: Any) -> "FileLogBackend":
+        return cls(config.data_dir, config.data_log_dir, prealloc_size=config.prealloc_size,
+                   fsync=config.force_sync)
 
     # -- recovery -------------------------------------------------------------------
 
@@ -192,7 +240,10 @@ class FileLogBackend:
 
     def open(self) -> None:
         os.makedirs(self.version_dir, exist_ok=True)
-        os.makedirs(os.path.join(self.data_dir, "version-2"), exist_ok=True)
+        os.makedirs(self.snap_dir, exist_ok=True)
+        for name in os.listdir(self.snap_dir):
+            if name.startswith("snapshot.") and name.endswith(".tmp"):
+                os.unlink(os.path.join(self.snap_dir, name))  # an unfinished snapshot
         self._files = self._list_files()
         last = 0
         for i, (_, path) in enumerate(list(self._files)):
@@ -317,6 +368,114 @@ class FileLogBackend:
 
     def last_zxid(self) -> int:
         return self._last_zxid
+
+    def roll(self) -> None:
+        """The next append starts a new log file (FileTxnLog.rollLog)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def truncate(self, zxid: int) -> None:
+        """Drop every txn after ``zxid``, and the snapshots after it (FileTxnSnapLog.truncateLog)."""
+        self.roll()
+        for start, path in reversed(self._list_files()):
+            if start > zxid:
+                os.unlink(path)
+                continue
+            scan = scan_file(path)
+            keep_end = FILE_HEADER.size
+            off = FILE_HEADER.size
+            for rec_zxid, payload in scan.records:
+                off += RECORD_HEAD.size + len(payload) + 1
+                if rec_zxid <= zxid:
+                    keep_end = off
+            with open(path, "r+b") as f:
+                f.truncate(keep_end)
+                f.flush()
+                os.fsync(f.fileno())
+            break
+        for snap in self.list_snapshots():
+            if snap > zxid:
+                os.unlink(os.path.join(self.snap_dir, snapshot_file_name(snap)))
+        _fsync_dir(self.version_dir)
+        self._files = self._list_files()
+        last = 0
+        for _, path in self._files[-1:]:
+            recs = scan_file(path).records
+            if recs:
+                last = recs[-1][0]
+        self._last_zxid = min(zxid, last) if last else zxid
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    def begin_snapshot(self, zxid: int) -> "FileSnapshotWriter":
+        return FileSnapshotWriter(self.snap_dir, zxid)
+
+    def list_snapshots(self) -> List[int]:
+        out = []
+        for name in os.listdir(self.snap_dir):
+            if name.startswith("snapshot.") and not name.endswith(".tmp"):
+                try:
+                    out.append(int(name[len("snapshot."):], 16))
+                except ValueError:
+                    pass
+        return sorted(out, reverse=True)
+
+    def read_snapshot(self, zxid: int) -> Iterator[bytes]:
+        with open(os.path.join(self.snap_dir, snapshot_file_name(zxid)), "rb") as f:
+            while True:
+                chunk = f.read(1 << 20)
+                if not chunk:
+                    return
+                yield chunk
+
+    def purge(self, retain: int) -> List[str]:
+        """Keep the ``retain`` newest snapshots and the log files they need (PurgeTxnLog)."""
+        snaps = self.list_snapshots()
+        if len(snaps) <= retain or retain < 1:
+            return []
+        keep = snaps[:retain]
+        oldest = keep[-1]
+        removed = []
+        for z in snaps[retain:]:
+            name = snapshot_file_name(z)
+            os.unlink(os.path.join(self.snap_dir, name))
+            removed.append(name)
+        files = self._list_files()
+        # The newest log file starting at or before the oldest kept snapshot may
+        # hold txns after it: keep it and everything newer.
+        needed = [start for start, _ in files if start <= oldest]
+        cutoff = needed[-1] if needed else None
+        current = self._files[-1][1] if (self._fd is not None and self._files) else None
+        for start, path in files:
+            if cutoff is not None and start < cutoff and path != current:
+                os.unlink(path)
+                removed.append(os.path.basename(path))
+        if removed:
+            _fsync_dir(self.snap_dir)
+            _fsync_dir(self.version_dir)
+            self._files = [f for f in self._files if os.path.exists(f[1])]
+        return removed
+
+    # -- metadata ----------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> Optional[str]:
+        try:
+            with open(os.path.join(self.snap_dir, _meta_name(key)), encoding="utf-8") as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            return None
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Write ``<dataDir>/version-2/<key>`` durably (temp file, fsync, rename, fsync dir)."""
+        path = os.path.join(self.snap_dir, _meta_name(key))
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("%s\n" % value)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(self.snap_dir)
 
     def sizes(self) -> Dict[str, int]:
         return {"datadir_size": dir_size(self.data_dir), "logdir_size": dir_size(self.log_dir)}

@@ -1,0 +1,28 @@
+"""Storage backends by name, found as plugins (``getPlugins(IStorageBackendFactory)``)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from twisted.plugin import getPlugins
+
+from zktwist.config import ConfigError
+from zktwist.interfaces import IStorageBackendFactory
+
+
+def backend_factories() -> Dict[str, Any]:
+    import zktwist.plugins
+
+    found: Dict[str, Any] = {}
+    for factory in getPlugins(IStorageBackendFactory, zktwist.plugins):
+        found.setdefault(factory.name, factory)
+    return found
+
+
+def make_backend(config: Any) -> Any:
+    factories = backend_factories()
+    factory = factories.get(config.storage_backend)
+    if factory is None:
+        raise ConfigError("%s: storage.backend: unknown backend %r (available: %s)" % (
+            config.path, config.storage_backend, ", ".join(sorted(factories))))
+    return factory.create(config)
