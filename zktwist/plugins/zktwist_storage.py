@@ -28,3 +28,5 @@ filelog = _Factory("filelog", "Apache ZooKeeper's log.* and snapshot.* files (th
                    "zktwist.storage.filelog", "FileLogBackend")
 memory = _Factory("memory", "In memory, lost on exit: for tests and the simulator",
                   "zktwist.storage.memory", "MemoryBackend")
+sqlite = _Factory("sqlite", "One SQLite database per data dir (WAL, synchronous=FULL)",
+                  "zktwist.storage.sqlite", "SQLiteBackend")

@@ -19,6 +19,22 @@ def backend_factories() -> Dict[str, Any]:
     return found
 
 
+def available_backends() -> Dict[str, Any]:
+    """Factories whose implementation imports (a backend still being written is left out)."""
+    import importlib
+
+    out = {}
+    for name, factory in backend_factories().items():
+        module = getattr(factory, "_module", None)
+        if module is not None:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                continue
+        out[name] = factory
+    return out
+
+
 def make_backend(config: Any) -> Any:
     factories = backend_factories()
     factory = factories.get(config.storage_backend)
