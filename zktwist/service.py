@@ -6,8 +6,8 @@
 
 The tree is a :class:`MultiService` of named children, started in order:
 ``storage`` (opens the log and recovers the tree), ``sessions`` (expiry
-ticks), ``containers`` (container and TTL reaping) and ``client`` (the client
-port).  Stopping runs in reverse, so the port closes before the log.
+ticks), ``containers`` (container and TTL reaping), ``autopurge`` (old
+snapshots and logs) and ``client`` (the client port).  Stopping runs in reverse, so the port closes before the log.
 """
 
 from __future__ import annotations
@@ -99,6 +99,12 @@ class ZKTwistService(service.MultiService):
         reaper.clock = reactor
         reaper.setName("containers")
         reaper.setServiceParent(self)
+        if config.purge_interval_hours > 0:
+            purger = internet.TimerService(config.purge_interval_hours * 3600.0,
+                                           self.server.snapshotter.purge)
+            purger.clock = reactor
+            purger.setName("autopurge")
+            purger.setServiceParent(self)
         self.client = ClientPortService(reactor, config, ClientFactory(self.server))
         self.client.setName("client")
         self.client.setServiceParent(self)

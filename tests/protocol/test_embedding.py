@@ -122,7 +122,7 @@ def test_service_tree_in_process_on_a_memory_reactor(tmp_path: Path) -> None:
     config = from_text("dataDir=%s\nclientPort=0\nclientPortAddress=127.0.0.1\n" % tmp_path)
     zk = makeService(config, reactor)
     assert isinstance(zk, ZKTwistService)
-    assert [s.name for s in zk] == ["storage", "sessions", "containers", "client"]
+    assert [s.name for s in zk] == ["storage", "sessions", "containers", "autopurge", "client"]
     assert zk.port is None  # not listening before it starts
 
     application = service.Application("host-app")

@@ -98,6 +98,18 @@ class ZooKeeperCore:
 
     # -- recovery ----------------------------------------------------------------
 
+    def install_snapshot(self, tree: DataTree, sessions: Dict[int, int], zxid: int,
+                         now_ms: int) -> None:
+        """Start from a loaded snapshot: its tree, its sessions, its zxid."""
+        tree.last_zxid = zxid
+        tree.data_watches.event_filter = self.tree.data_watches.event_filter
+        tree.child_watches.event_filter = self.tree.child_watches.event_filter
+        self.tree = tree
+        self.prep.tree = tree
+        self.prep.last_zxid = zxid
+        for sid, timeout in sessions.items():
+            self.sessions.add(sid, timeout, now_ms)
+
     def replay(self, txn: Txn, now_ms: int) -> None:
         """Apply a txn read back from the log at start-up."""
         self.apply(txn, now_ms)

@@ -23,6 +23,7 @@ from zktwist.proto.consts import Err, OpCode
 from zktwist.proto.jute import JuteError, pack_int, pack_reply_header
 from zktwist.server.connection import ClientConnection, Entry
 from zktwist.server.stats import ServerStats
+from zktwist.server.snapshots import Snapshotter, recover
 from zktwist.storage.committer import GroupCommitter
 
 log = Logger()
@@ -45,6 +46,9 @@ class StandaloneServer:
             container_max_never_used_ms=config.container_max_never_used_ms), wall_ms())
         self.core.on_session_closed = self._session_closed
         self.committer = GroupCommitter(reactor, backend, self._durable, self._log_failed)
+        self.snapshotter = Snapshotter(reactor, self.core, backend, self.committer.run_serialized,
+                                       config.snap_count, config.snap_retain_count)
+        self.snapshot_zxid = 0
         self.stats = ServerStats()
         self.stats.enable("updatelatency", "readlatency", "bytes_received_count",
                           "connection_request_count", "fsynctime", "sync_processor_batch_size")
@@ -61,17 +65,18 @@ class StandaloneServer:
     # -- start-up ------------------------------------------------------------------
 
     def recover(self) -> int:
-        """Open the log and replay it into the tree; returns the number of txns."""
+        """Open storage, load the newest snapshot and replay the log after it.
+
+        Returns the number of txns replayed.
+        """
         self.backend.open()
         now = wall_ms()
-        count = 0
-        for _zxid, payload in self.backend.read_txns(0):
-            self.core.replay(decode(payload), now)
-            count += 1
-        # Replayed sessions get a full timeout from now to reattach.
-        for sid, session in list(self.core.sessions.sessions.items()):
+        self.snapshot_zxid, count = recover(self.core, self.backend, now)
+        # Restored sessions get a full timeout from now to reattach.
+        for sid in list(self.core.sessions.sessions):
             self.core.sessions.touch(sid, now)
         self.committer.start()
+        self.snapshotter.start()
         self.serving = True
         return count
 
@@ -79,6 +84,7 @@ class StandaloneServer:
         self.serving = False
         for conn in list(self.connections):
             conn.close()
+        self.snapshotter.stop()
         self.committer.stop()
         self.backend.close()
 
@@ -217,6 +223,7 @@ class StandaloneServer:
 
     def _durable(self, batch: List[Txn]) -> None:
         self.stats.record_sync(len(batch), int(self.committer.last_sync_ms))
+        self.snapshotter.logged(len(batch))
         core = self.core
         now = wall_ms()
         waiting = self._waiting

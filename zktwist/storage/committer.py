@@ -60,6 +60,10 @@ class GroupCommitter:
         d = deferToThreadPool(self.reactor, self.pool, self._write, records)
         d.addCallbacks(self._done, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
 
+    def run_serialized(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn`` on the storage thread, in order with the log writes (roll, purge)."""
+        return deferToThreadPool(self.reactor, self.pool, fn, *args)
+
     def _write(self, records: List[Tuple[int, bytes]]) -> None:
         """Runs on the storage thread: one write and one fsync for the whole batch."""
         started = time.monotonic()

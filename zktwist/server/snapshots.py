@@ -1,0 +1,168 @@
+"""Recovery from snapshot + log, and fuzzy snapshots taken while the server keeps serving.
+
+A snapshot is started at the last applied zxid ``Z`` and written in slices:
+each reactor turn serializes a bounded number of nodes (a few ms), and the
+bytes go to disk on a snapshot thread while writes continue.  The result is
+fuzzy -- it may contain changes after ``Z`` -- which is safe because recovery
+replays every logged txn after ``Z`` and replaying a txn whose effect is
+already there is harmless (``ZooKeeperCore.apply`` tolerates it, as
+Apache ZooKeeper's DataTree does).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any, Callable, Iterator, Optional, Tuple
+
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+from zktwist.core.database import ZooKeeperCore
+from zktwist.core.txn import decode
+from zktwist.storage.errors import StorageError
+
+log = Logger()
+
+
+def _epoch(zxid: int) -> int:
+    return zxid >> 32
+
+
+def recover(core: ZooKeeperCore, backend: Any, now_ms: int) -> Tuple[int, int]:
+    """Load the newest valid snapshot, then replay every later txn.
+
+    Returns ``(snapshot zxid, txns replayed)``.  A damaged snapshot is skipped
+    for an older one (with a log line); a gap in the log after the snapshot
+    refuses to start rather than come up with a shorter history.
+    """
+    snap_zxid = 0
+    for zxid in backend.list_snapshots():
+        try:
+            from zktwist.storage.snapshot import SnapshotError, load_snapshot
+        except ImportError:  # pragma: no cover - snapshots not available in this build
+            break
+        try:
+            snap = load_snapshot(backend.read_snapshot(zxid))
+        except SnapshotError as e:
+            log.warn("Skipping damaged snapshot 0x{zxid:x}: {error}", zxid=zxid, error=e)
+            continue
+        core.install_snapshot(snap.tree, snap.sessions, zxid, now_ms)
+        snap_zxid = zxid
+        log.info("Loaded snapshot 0x{zxid:x} ({n} znodes, {s} sessions)", zxid=zxid,
+                 n=len(snap.tree.nodes), s=len(snap.sessions))
+        break
+    replayed = 0
+    expected = snap_zxid + 1
+    for zxid, payload in backend.read_txns(snap_zxid + 1):
+        if snap_zxid and replayed == 0 and zxid != expected and _epoch(zxid) == _epoch(expected):
+            raise StorageError(
+                "the transaction log has no txns between 0x%x and 0x%x after snapshot 0x%x; "
+                "refusing to start with a shorter history" % (expected, zxid - 1, snap_zxid))
+        core.replay(decode(payload), now_ms)
+        replayed += 1
+    return snap_zxid, replayed
+
+
+class Snapshotter:
+    """Decides when to snapshot (snapCount, randomised) and writes snapshots in slices."""
+
+    def __init__(self, reactor: Any, core: ZooKeeperCore, backend: Any,
+                 run_on_log_thread: Callable[..., Deferred], snap_count: int,
+                 retain: int, rng: Optional[random.Random] = None,
+                 nodes_per_slice: int = 2000) -> None:
+        self.reactor = reactor
+        self.core = core
+        self.backend = backend
+        self.run_on_log_thread = run_on_log_thread
+        self.snap_count = snap_count
+        self.retain = retain
+        self.rng = rng or random.Random()
+        self.nodes_per_slice = nodes_per_slice
+        self.pool = ThreadPool(1, 1, name="zktwist-snapshot")
+        self.txns_since = 0
+        self.in_progress = False
+        self.taken = 0
+        self.last_duration = 0.0
+        self.max_slice_ms = 0.0
+        self._roll()
+
+    def _roll(self) -> None:
+        # Apache ZooKeeper's randRoll: snapshot after snapCount/2 + rand(snapCount/2)
+        # txns, so the members of an ensemble do not all snapshot at once.
+        half = max(1, self.snap_count // 2)
+        self.threshold = half + self.rng.randrange(half)
+
+    def start(self) -> None:
+        self.pool.start()
+
+    def stop(self) -> None:
+        self.pool.stop()
+
+    def logged(self, n: int) -> None:
+        """``n`` more txns are durable; snapshot when the threshold is passed."""
+        self.txns_since += n
+        if self.txns_since > self.threshold and not self.in_progress:
+            self.take()
+
+    def take(self) -> Deferred:
+        """Start a snapshot now; the Deferred fires with its zxid (or None if it failed)."""
+        self.in_progress = True
+        self.txns_since = 0
+        self._roll()
+        d = self._take()
+        d.addBoth(self._finished)
+        return d
+
+    def _finished(self, result: Any) -> Any:
+        self.in_progress = False
+        return result
+
+    @inlineCallbacks
+    def _take(self) -> Any:
+        try:
+            from zktwist.storage.snapshot import snapshot_chunks
+        except ImportError:  # pragma: no cover
+            return None
+        started = time.monotonic()
+        zxid = self.core.last_zxid
+        sessions = {sid: s.timeout for sid, s in self.core.sessions.sessions.items()}
+        yield self.run_on_log_thread(self.backend.roll)
+        writer = self.backend.begin_snapshot(zxid)
+        chunks: Iterator[bytes] = snapshot_chunks(self.core.tree, sessions, zxid,
+                                                  self.nodes_per_slice)
+        try:
+            while True:
+                t0 = time.monotonic()
+                chunk = next(chunks, None)
+                self.max_slice_ms = max(self.max_slice_ms, (time.monotonic() - t0) * 1000)
+                if chunk is None:
+                    break
+                yield deferToThreadPool(self.reactor, self.pool, writer.write, chunk)
+            yield deferToThreadPool(self.reactor, self.pool, writer.commit)
+        except Exception:
+            log.failure("Snapshot 0x{zxid:x} failed; will try again later", zxid=zxid)
+            try:
+                yield deferToThreadPool(self.reactor, self.pool, writer.abort)
+            except Exception:
+                pass
+            return None
+        self.taken += 1
+        self.last_duration = time.monotonic() - started
+        log.info("Snapshot 0x{zxid:x} written in {s:.2f}s", zxid=zxid, s=self.last_duration)
+        yield self.purge()
+        return zxid
+
+    @inlineCallbacks
+    def purge(self) -> Any:
+        """Keep the ``retain`` newest snapshots and the logs they need (autopurge)."""
+        try:
+            removed = yield self.run_on_log_thread(self.backend.purge, self.retain)
+        except Exception:
+            log.failure("Purging old snapshots and logs failed")
+            return []
+        if removed:
+            log.info("Purged {n} old files: {names}", n=len(removed), names=", ".join(removed))
+        return removed
