@@ -1,0 +1,1 @@
+"""Contract tests: one suite of IStorageBackend tests run against every storage backend."""
