@@ -75,7 +75,10 @@ class IStorageBackend(Interface):
         """Yield ``(zxid, txn_bytes)`` in zxid order for every logged txn with zxid >= ``from_zxid``."""
 
     def truncate(zxid):
-        """Durably drop every logged txn with zxid > ``zxid`` (replication's TRUNC)."""
+        """Durably drop every logged txn and every snapshot with zxid > ``zxid`` (replication's TRUNC).
+
+        :meth:`last_zxid` is then the last remaining record's zxid (0 if none).
+        """
 
     def roll():
         """Start a new log segment with the next append (done when a snapshot starts)."""
@@ -92,12 +95,16 @@ class IStorageBackend(Interface):
     def purge(retain):
         """Delete all but the ``retain`` newest snapshots and the log records only they needed.
 
-        Keeps every txn newer than the oldest retained snapshot. Returns a
-        list of what was removed (file names or descriptions) for the log.
+        Keeps every txn newer than the oldest retained snapshot; ``retain``
+        below 1 counts as 1. Returns a list of what was removed (file names
+        or descriptions) for the log.
         """
 
     def get_meta(key):
-        """A small durable value (str) stored under ``key``, or None."""
+        """A small durable value (str, returned exactly as stored) under ``key``, or None.
+
+        Keys are short ASCII names without ``/`` (e.g. ``acceptedEpoch``).
+        """
 
     def set_meta(key, value):
         """Store ``value`` (str) under ``key``; durable when this returns."""

@@ -290,6 +290,8 @@ class FileLogBackend:
 
     def _start_file(self, first_zxid: int) -> None:
         path = os.path.join(self.version_dir, log_name(first_zxid))
+        if os.path.exists(path) and not scan_file(path).records:
+            os.unlink(path)  # left by a batch that failed before anything in it was durable
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             os.write(fd, FILE_HEADER.pack(MAGIC, 2, 0))
@@ -320,6 +322,11 @@ class FileLogBackend:
     def append(self, records: Sequence[Tuple[int, bytes]]) -> None:
         if not records:
             return
+        last = self._last_zxid
+        for zxid, _ in records:
+            if zxid <= last:
+                raise ValueError("zxid 0x%x does not follow 0x%x" % (zxid, last))
+            last = zxid
         if self._fd is None:
             self._start_file(records[0][0])
         fd = self._fd
@@ -337,6 +344,8 @@ class FileLogBackend:
                 os.pwrite(fd, b"\x00" * len(blob), start)
             except OSError:
                 pass
+            if start == FILE_HEADER.size:
+                self._drop_empty_file()
             raise
         self._pos = start + len(blob)
         self._last_zxid = records[-1][0]
@@ -364,7 +373,22 @@ class FileLogBackend:
                 pass
             self._pos = start
             self._last_zxid = last
+            if start == FILE_HEADER.size:
+                self._drop_empty_file()
             raise
+
+    def _drop_empty_file(self) -> None:
+        """Close and remove the current file: it holds no durable record."""
+        if self._fd is None or not self._files:
+            return
+        os.close(self._fd)
+        self._fd = None
+        _, path = self._files.pop()
+        try:
+            os.unlink(path)
+            _fsync_dir(self.version_dir)
+        except OSError:
+            pass
 
     def last_zxid(self) -> int:
         return self._last_zxid
@@ -400,11 +424,12 @@ class FileLogBackend:
         _fsync_dir(self.version_dir)
         self._files = self._list_files()
         last = 0
-        for _, path in self._files[-1:]:
+        for _, path in reversed(self._files):
             recs = scan_file(path).records
             if recs:
                 last = recs[-1][0]
-        self._last_zxid = min(zxid, last) if last else zxid
+                break
+        self._last_zxid = last
 
     # -- snapshots -----------------------------------------------------------------------
 
@@ -431,8 +456,9 @@ class FileLogBackend:
 
     def purge(self, retain: int) -> List[str]:
         """Keep the ``retain`` newest snapshots and the log files they need (PurgeTxnLog)."""
+        retain = max(retain, 1)
         snaps = self.list_snapshots()
-        if len(snaps) <= retain or retain < 1:
+        if len(snaps) <= retain:
             return []
         keep = snaps[:retain]
         oldest = keep[-1]
@@ -461,8 +487,10 @@ class FileLogBackend:
 
     def get_meta(self, key: str) -> Optional[str]:
         try:
-            with open(os.path.join(self.snap_dir, _meta_name(key)), encoding="utf-8") as f:
-                return f.read().strip()
+            with open(os.path.join(self.snap_dir, _meta_name(key)), encoding="utf-8",
+                      newline="") as f:
+                value = f.read()
+                return value[:-1] if value.endswith("\n") else value
         except FileNotFoundError:
             return None
 
@@ -470,7 +498,7 @@ class FileLogBackend:
         """Write ``<dataDir>/version-2/<key>`` durably (temp file, fsync, rename, fsync dir)."""
         path = os.path.join(self.snap_dir, _meta_name(key))
         tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
             f.write("%s\n" % value)
             f.flush()
             os.fsync(f.fileno())

@@ -116,6 +116,8 @@ class MemoryBackend:
         self._maybe_fail()
         self._durable = [r for r in self._durable if r[0] <= zxid]
         self._pending = [r for r in self._pending if r[0] <= zxid]
+        for snap in [z for z in self._snapshots if z > zxid]:
+            del self._snapshots[snap]
 
     def roll(self) -> None:
         pass

@@ -41,4 +41,8 @@ def make_backend(config: Any) -> Any:
     if factory is None:
         raise ConfigError("%s: storage.backend: unknown backend %r (available: %s)" % (
             config.path, config.storage_backend, ", ".join(sorted(factories))))
-    return factory.create(config)
+    try:
+        return factory.create(config)
+    except ImportError as e:
+        raise ConfigError("%s: storage.backend: backend %r cannot be loaded: %s" % (
+            config.path, config.storage_backend, e))
