@@ -22,7 +22,7 @@ from twisted.python.threadpool import ThreadPool
 
 from zktwist.core.database import ZooKeeperCore
 from zktwist.core.txn import decode
-from zktwist.storage.errors import StorageError
+from zktwist.storage.errors import CorruptLogError, StorageError
 
 log = Logger()
 
@@ -46,7 +46,7 @@ def recover(core: ZooKeeperCore, backend: Any, now_ms: int) -> Tuple[int, int]:
             break
         try:
             snap = load_snapshot(backend.read_snapshot(zxid))
-        except SnapshotError as e:
+        except (SnapshotError, CorruptLogError) as e:
             log.warn("Skipping damaged snapshot 0x{zxid:x}: {error}", zxid=zxid, error=e)
             continue
         core.install_snapshot(snap.tree, snap.sessions, zxid, now_ms)
@@ -164,5 +164,5 @@ class Snapshotter:
             log.failure("Purging old snapshots and logs failed")
             return []
         if removed:
-            log.info("Purged {n} old files: {names}", n=len(removed), names=", ".join(removed))
+            log.info("Autopurge removed: {names}", names=", ".join(removed))
         return removed
