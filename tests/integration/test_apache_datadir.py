@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import random
 import struct
+import time
 from collections import namedtuple
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -28,7 +29,7 @@ from kazoo.protocol.serialization import Create, read_string
 from kazoo.security import OPEN_ACL_UNSAFE, make_acl, make_digest_acl
 
 from tests.conftest import require_apache_zookeeper
-from tests.support.processes import ApacheZooKeeperProcess
+from tests.support.processes import ApacheZooKeeperProcess, four_letter
 from tests.unit.test_core_support import LOCAL_IP
 from tests.unit.test_snapshot import (
     ACL_VARIANTS,
@@ -97,6 +98,22 @@ def call(client: KazooClient, request: object) -> object:
     result = client.handler.async_result()
     client._call(request, result)
     return result.get(timeout=10)
+
+
+def start(server: ApacheZooKeeperProcess) -> None:
+    """Start, then wait until ZooKeeper serves: it listens before it has loaded its data,
+    and a client connecting in that window can hang until its read timeout."""
+    server.start()
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if four_letter(server.port, "srvr", timeout=2).startswith("Zookeeper version"):
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError("Apache ZooKeeper never served; log:\n" + server.log_text())
+        time.sleep(0.05)
 
 
 def connect(port: int, auth: bool = True) -> KazooClient:
@@ -250,7 +267,7 @@ def workload(port: int) -> Tuple[KazooClient, List[KazooClient]]:
 def test_apache_datadir_rebuilds_in_zktwist(tmp_path):
     server = ApacheZooKeeperProcess(workdir=tmp_path / "apache", extra_config={
         "snapCount": "8", "preAllocSize": "64", "zookeeper.extendedTypesEnabled": "true"})
-    server.start()
+    start(server)
     clients: List[KazooClient] = []
     try:
         zk, others = workload(server.port)
@@ -311,7 +328,7 @@ def test_apache_datadir_rebuilds_in_zktwist(tmp_path):
 def start_apache_on(workdir: Path) -> ApacheZooKeeperProcess:
     server = ApacheZooKeeperProcess(workdir=workdir, extra_config={
         "zookeeper.extendedTypesEnabled": "true"})
-    server.start()
+    start(server)
     return server
 
 
