@@ -97,17 +97,11 @@ def whole(tree: DataTree, sessions: Dict[int, int], zxid: int, per_chunk: int = 
 
 
 def core_from_snapshot(snap: Snapshot, now: int = T0, **config: Any) -> ZooKeeperCore:
-    """A core whose tree and sessions come from a snapshot (the hook the server needs)."""
+    """A core whose tree and sessions come from a snapshot, as recovery makes it."""
     config.setdefault("extended_types", True)
     core = ZooKeeperCore(CoreConfig(**config), now)
-    tree = snap.tree
-    tree.data_watches.event_filter = core.tree.data_watches.event_filter
-    tree.child_watches.event_filter = core.tree.child_watches.event_filter
-    core.tree = tree
-    core.prep.tree = tree
-    core.prep.last_zxid = tree.last_zxid
-    for sid, timeout in snap.sessions.items():
-        core.sessions.add(sid, timeout, now)
+    assert snap.zxid is not None
+    core.install_snapshot(snap.tree, snap.sessions, snap.zxid, now)
     return core
 
 

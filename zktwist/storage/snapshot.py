@@ -160,8 +160,9 @@ def snapshot_chunks(tree: DataTree, sessions: Dict[int, int], zxid: int,
                     nodes_per_chunk: int = 2000) -> Iterator[bytes]:
     """The bytes of ``snapshot.<zxid>``, a slice at a time, while ``tree`` keeps changing.
 
-    ``zxid`` must be the last zxid applied to ``tree`` when this is called (the
-    snapshot's name); ``sessions`` maps session id -> timeout and is copied now.
+    ``zxid`` is the snapshot's name: the last zxid applied to ``tree`` when
+    ``sessions`` (session id -> timeout, copied now) was taken; txns applied
+    since then are fine as long as the log holds every txn after ``zxid``.
     Concatenated, the chunks are the file.  Each ``next()`` serializes at most
     ``nodes_per_chunk`` nodes, so the caller can yield to the reactor in
     between and apply txns meanwhile.  Some chunks may be empty: the first
