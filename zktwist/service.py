@@ -12,6 +12,7 @@ snapshots and logs) and ``client`` (the client port).  Stopping runs in reverse,
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Optional
 
 from twisted.application import internet, service
@@ -21,6 +22,7 @@ from twisted.logger import Logger
 from zktwist import __version__
 from zktwist.config import ConfigError, ServerConfig
 from zktwist.server.standalone import ClientFactory, StandaloneServer
+from zktwist.storage.errors import StorageError
 from zktwist.storage.registry import make_backend
 
 log = Logger()
@@ -44,7 +46,14 @@ class StorageService(service.Service):
     def privilegedStartService(self) -> None:
         # twistd binds every port before startService: recover first, so no
         # client ever meets a server that has not replayed its log.
-        self._recover()
+        try:
+            self._recover()
+        except StorageError as e:
+            # twistd's path: one clear line and exit status 1, no traceback.
+            sys.stderr.write("zktwist: error: %s\n" % e)
+            sys.stderr.flush()
+            log.critical("zktwist cannot start: {error}", error=str(e))
+            raise SystemExit(1)
         super().privilegedStartService()
 
     def startService(self) -> None:

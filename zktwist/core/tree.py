@@ -254,10 +254,20 @@ class DataTree:
         return node
 
     def delete_node(self, path: str, zxid: int) -> None:
+        parent_path, name = split_path(path)
+        parent = self.nodes.get(parent_path)
+        if parent is None:
+            raise NoNodeError(path)
+        # DataTree.deleteNode updates the parent before it looks for the
+        # child: a replayed delete of a node a fuzzy snapshot already lacks
+        # must still move the parent's pzxid.
+        parent.children.discard(name)
+        if zxid > parent.pzxid:
+            parent.pzxid = zxid
+        parent._stat = None
         node = self.nodes.get(path)
         if node is None:
             raise NoNodeError(path)
-        parent_path, name = split_path(path)
         del self.nodes[path]
         self.approximate_data_size -= len(path) + (len(node.data) if node.data else 0)
         owner = node.owner
@@ -273,20 +283,13 @@ class DataTree:
                 self.containers.discard(path)
             else:
                 self.ttls.discard(path)
-        parent = self.nodes.get(parent_path)
-        if parent is not None:
-            parent.children.discard(name)
-            if zxid > parent.pzxid:
-                parent.pzxid = zxid
-            parent._stat = None
         if self.quota_paths:
             if parent_path.startswith("/zookeeper") and name == LIMIT_NODE:
                 self.quota_paths.discard(parent_path[len(QUOTA_ROOT):])
             self._update_quota(path, -(len(node.data) if node.data else 0), -1)
         fired = self.data_watches.trigger(path, EventType.NodeDeleted, None, node.acl)
         self.child_watches.trigger(path, EventType.NodeDeleted, fired, node.acl)
-        self.child_watches.trigger(parent_path, EventType.NodeChildrenChanged, None,
-                                   parent.acl if parent is not None else None)
+        self.child_watches.trigger(parent_path, EventType.NodeChildrenChanged, None, parent.acl)
 
     def set_data(self, path: str, data: Optional[bytes], version: int, zxid: int,
                  time: int) -> Node:
@@ -325,11 +328,10 @@ class DataTree:
             self._delete_quietly(path, zxid)
 
     def _delete_quietly(self, path: str, zxid: int) -> None:
-        if path in self.nodes:
-            try:
-                self.delete_node(path, zxid)
-            except NoNodeError:
-                pass
+        try:
+            self.delete_node(path, zxid)
+        except NoNodeError:
+            pass  # already gone (a replay over a fuzzy snapshot)
 
     def set_cversion_pzxid(self, path: str, new_cversion: int, zxid: int) -> None:
         """DataTree.setCversionPzxid, used when a replayed create meets an existing node."""

@@ -119,7 +119,10 @@ def decode_body(type_: int, r: Reader) -> tuple:
     if type_ == OpCode.createSession:
         return (r.int(),)
     if type_ == OpCode.closeSession:
-        if r.remaining() < 4:
+        # No body (closeSessionTxn.enabled=false), or only the 12-byte
+        # TxnDigest{int version=2, long digest} Apache ZooKeeper appends.
+        if r.remaining() < 4 or (r.remaining() == 12
+                                 and r.data[r.offset:r.offset + 4] == b"\x00\x00\x00\x02"):
             return (None,)
         return (tuple(r.strings() or ()),)
     if type_ == OpCode.error:

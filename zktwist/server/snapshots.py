@@ -39,13 +39,14 @@ def recover(core: ZooKeeperCore, backend: Any, now_ms: int) -> Tuple[int, int]:
     refuses to start rather than come up with a shorter history.
     """
     snap_zxid = 0
+    snap: Any = None
     for zxid in backend.list_snapshots():
         try:
             from zktwist.storage.snapshot import SnapshotError, load_snapshot
         except ImportError:  # pragma: no cover - snapshots not available in this build
             break
         try:
-            snap = load_snapshot(backend.read_snapshot(zxid))
+            snap = load_snapshot(backend.read_snapshot(zxid), zxid)
         except (SnapshotError, CorruptLogError) as e:
             log.warn("Skipping damaged snapshot 0x{zxid:x}: {error}", zxid=zxid, error=e)
             continue
@@ -54,16 +55,56 @@ def recover(core: ZooKeeperCore, backend: Any, now_ms: int) -> Tuple[int, int]:
         log.info("Loaded snapshot 0x{zxid:x} ({n} znodes, {s} sessions)", zxid=zxid,
                  n=len(snap.tree.nodes), s=len(snap.sessions))
         break
+    unresolved = list(getattr(snap, "unresolved_acls", ()) or ()) if snap_zxid else []
     replayed = 0
     expected = snap_zxid + 1
     for zxid, payload in backend.read_txns(snap_zxid + 1):
-        if snap_zxid and replayed == 0 and zxid != expected and _epoch(zxid) == _epoch(expected):
+        # Within an epoch every zxid is used: a jump means lost log records.
+        if zxid != expected and (_epoch(zxid) == _epoch(expected) or zxid & 0xFFFFFFFF != 0
+                                 and zxid & 0xFFFFFFFF != 1):
             raise StorageError(
-                "the transaction log has no txns between 0x%x and 0x%x after snapshot 0x%x; "
+                "the transaction log is missing txns 0x%x to 0x%x (after snapshot 0x%x); "
                 "refusing to start with a shorter history" % (expected, zxid - 1, snap_zxid))
         core.replay(decode(payload), now_ms)
         replayed += 1
+        expected = zxid + 1
+    _after_replay(core, unresolved)
     return snap_zxid, replayed
+
+
+def _after_replay(core: ZooKeeperCore, unresolved: list) -> None:
+    """What ZooKeeperServer.loadData does once the log is replayed."""
+    tree = core.tree
+    # Ephemerals of sessions that are not in the session map died with them.
+    for sid in [s for s in tree.ephemerals if s not in core.sessions.sessions]:
+        log.info("Removing the ephemerals of dead session 0x{sid:x}", sid=sid & (2**64 - 1))
+        tree.kill_session(sid, core.last_zxid, None)
+    if unresolved:
+        from zktwist.storage.snapshot import UNRESOLVED_ACL
+
+        for path in unresolved:
+            node = tree.get(path)
+            if node is not None and node.acl == UNRESOLVED_ACL:
+                log.warn("{path} kept an ACL the snapshot could not resolve; it allows nothing",
+                         path=path)
+
+
+def write_snapshot_now(core: ZooKeeperCore, backend: Any) -> int:
+    """Write a snapshot synchronously (at start-up, before serving); returns its zxid."""
+    from zktwist.storage.snapshot import snapshot_chunks
+
+    zxid = core.last_zxid
+    sessions = {sid: s.timeout for sid, s in core.sessions.sessions.items()}
+    backend.roll()
+    writer = backend.begin_snapshot(zxid)
+    try:
+        for chunk in snapshot_chunks(core.tree, sessions, zxid, 50000):
+            writer.write(chunk)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return zxid
 
 
 class Snapshotter:

@@ -7,6 +7,7 @@ and applied (then answered) when their batch is durable.
 
 from __future__ import annotations
 
+import gc
 import time
 from typing import Any, Dict, List, Optional, Set, Tuple
 
@@ -23,7 +24,7 @@ from zktwist.proto.consts import Err, OpCode
 from zktwist.proto.jute import JuteError, pack_int, pack_reply_header
 from zktwist.server.connection import ClientConnection, Entry
 from zktwist.server.stats import ServerStats
-from zktwist.server.snapshots import Snapshotter, recover
+from zktwist.server.snapshots import Snapshotter, recover, write_snapshot_now
 from zktwist.storage.committer import GroupCommitter
 
 log = Logger()
@@ -72,6 +73,13 @@ class StandaloneServer:
         self.backend.open()
         now = wall_ms()
         self.snapshot_zxid, count = recover(self.core, self.backend, now)
+        snaps = self.backend.list_snapshots()
+        if not snaps or snaps[0] != self.core.last_zxid:
+            # As Apache ZooKeeper does: a clean snapshot of what was recovered
+            # (a fresh dataDir gets snapshot.0, so Apache can read it too).
+            self.snapshot_zxid = write_snapshot_now(self.core, self.backend)
+            self.backend.purge(self.config.snap_retain_count)
+        gc.freeze()  # the recovered tree is long-lived: keep it out of GC passes
         # Restored sessions get a full timeout from now to reattach.
         for sid in list(self.core.sessions.sessions):
             self.core.sessions.touch(sid, now)
