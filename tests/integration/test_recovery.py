@@ -12,11 +12,14 @@ server (SIGTERM), damages its data directory and starts a new process on it:
 (c) after many snapshots the data directory holds at most
     ``autopurge.snapRetainCount`` (3 by default) snapshots and only the logs
     they need: zktwist purges by default;
-(d) a gap in the log after the snapshot the server would start from: the
+(d) a gap in the log after the snapshot the server must start from (the
+    newer snapshots deleted too: zktwist, like Apache ZooKeeper, snapshots at
+    start-up, so the newest snapshot only needs the last life's log): the
     server refuses to start, exits non-zero, and its last log lines name the
     problem in one clear line (no traceback).
 
-(a)-(c) run for every storage backend.  The file log keeps snapshots as
+(a)-(c) run for every storage backend, (d) for the file log (a whole
+``log.<zxid>`` file gone) and for SQLite (a run of ``txns`` rows gone).  The file log keeps snapshots as
 ``<dataDir>/version-2/snapshot.<zxid hex>`` files.  The SQLite backend keeps
 them in ``<dataDir>/zktwist.sqlite3`` (zktwist/storage/sqlite.py):
 ``snapshots(zxid, id, size, chunks, checksum, created)`` names each committed
@@ -177,7 +180,10 @@ def opened_backend(server: Server) -> Iterator[object]:
     from zktwist.config import load
     from zktwist.storage.registry import make_backend
 
-    backend = make_backend(load(str(server.workdir / "zoo.cfg")))
+    # zoo.cfg as the next process will get it (a copied data dir has a stale one).
+    config = ZKTwistProcess(workdir=server.workdir, port=server.port,
+                            extra_config=server.config).write_config()
+    backend = make_backend(load(str(config)))
     backend.open()
     try:
         yield backend
@@ -473,15 +479,19 @@ TRACEBACK = re.compile(r'Traceback \(most recent call last\)|\bFile "[^"]+", lin
 
 @pytest.fixture(scope="module")
 def gap_templates(tmp_path_factory):
-    """Per backend, a stopped data dir: three snapshots, then two short lives after the newest.
+    """Per backend, a stopped data dir: three snapshots, then two short lives.
 
-    Each life starts a new log file (file log), so the txns after the newest
-    snapshot are spread over three files: the one holding the first txns
-    after it, one in the middle and the newest.  Built once, copied per test.
+    Like Apache ZooKeeper, zktwist writes a snapshot when it starts, so the
+    newest snapshot only ever needs the log of the last life.  The tests
+    below therefore delete the snapshots newer than the oldest retained one:
+    the server must then start from that one and needs every txn after it,
+    spread over (file log) the file holding the first txns after it, the
+    files of the two short lives (each life starts a new one), the newest
+    last.  Built once per backend, copied per test.
     """
-    built: Dict[str, Tuple[Path, int]] = {}
+    built: Dict[str, Path] = {}
 
-    def get(backend: str) -> Tuple[Path, int]:
+    def get(backend: str) -> Path:
         if backend not in built:
             server = Server(tmp_path_factory.mktemp(f"gap-{backend}") / "server", backend)
             try:
@@ -491,25 +501,35 @@ def gap_templates(tmp_path_factory):
                     client = server.client()
                     try:
                         load.client = client
-                        load.run(20)  # well below snapCount/2: no snapshot, one new log file
+                        load.run(20)  # well below snapCount/2: no snapshot but the start-up one
                     finally:
                         stop_client(client)
                     server.stop()
             finally:
                 server.cleanup()
-            built[backend] = (server.workdir, list_snapshots(server)[0])
+            built[backend] = server.workdir
         return built[backend]
 
     return get
 
 
-def delete_middle_txn_rows(server: Server, newest: int) -> Tuple[int, int]:
-    """SQLite: delete a run of txn rows in the middle of those after snapshot ``newest``."""
+def keep_only_oldest_snapshot(server: Server) -> int:
+    """Delete every snapshot but the oldest retained one; return its zxid."""
+    snaps = list_snapshots(server)
+    assert len(snaps) >= 2, f"expected several retained snapshots: {[hex(z) for z in snaps]}"
+    for zxid in snaps[:-1]:
+        delete_newest_snapshot(server, zxid)
+    assert list_snapshots(server) == snaps[-1:]
+    return snaps[-1]
+
+
+def delete_middle_txn_rows(server: Server, after: int) -> Tuple[int, int]:
+    """SQLite: delete a run of txn rows in the middle of those after snapshot ``after``."""
     with contextlib.closing(sqlite3.connect(str(sqlite_path(server)))) as db:
         with db:
             zxids = [r[0] for r in db.execute(
-                "SELECT zxid FROM txns WHERE zxid > ? ORDER BY zxid", (newest,))]
-            assert len(zxids) >= 30, zxids
+                "SELECT zxid FROM txns WHERE zxid > ? ORDER BY zxid", (after,))]
+            assert len(zxids) >= 30, [hex(z) for z in zxids]
             lo, hi = zxids[len(zxids) // 3], zxids[2 * len(zxids) // 3]
             db.execute("DELETE FROM txns WHERE zxid BETWEEN ? AND ?", (lo, hi))
     return lo, hi
@@ -521,38 +541,37 @@ def delete_middle_txn_rows(server: Server, newest: int) -> Tuple[int, int]:
     ("sqlite", "middle"),
 ])
 def test_log_gap_refuses_to_start_with_a_clear_error(tmp_path, gap_templates, backend_name, which):
-    """Txns the newest snapshot needs are gone: exit status != 0 and one clear error line.
+    """Txns the snapshot to start from needs are gone: exit status != 0 and one clear error line.
 
-    The file log loses a whole ``log.<zxid>`` file: the one holding the first
-    txns after the newest snapshot, or one in the middle of those after it
-    (neither the first nor the newest).  SQLite loses a run of rows of
-    ``txns`` in the middle of those after the newest snapshot.
+    Only the oldest retained snapshot is left (the newer ones deleted), and
+    some of the txns after it: the file log loses a whole ``log.<zxid>``
+    file -- the one holding the first txns after the snapshot, or one in the
+    middle (neither that one nor the newest); SQLite loses a run of rows of
+    ``txns`` in the middle of those after the snapshot.
     """
     require_backend(backend_name)
     require_module("snapshot", "snapshots")
-    template, newest = gap_templates(backend_name)
     import shutil
 
     workdir = tmp_path / "server"
-    shutil.copytree(template, workdir)
+    shutil.copytree(gap_templates(backend_name), workdir)
     server = Server(workdir, backend_name)
     try:
+        snap = keep_only_oldest_snapshot(server)
         if backend_name == "filelog":
             starts = log_files(server)
-            after = [s for s in starts if s > newest]
-            holding_next = max(s for s in starts if s <= newest + 1)
-            assert len(after) >= 2 and holding_next != starts[-1], (
-                f"expected log files after snapshot 0x{newest:x}: {[hex(s) for s in starts]}")
-            if which == "first-after-snapshot":
-                victim = holding_next
-            else:
-                victim = [s for s in after if s != holding_next][-2]
+            holding_next = max(s for s in starts if s <= snap + 1)
+            later = [s for s in starts if s > holding_next]
+            assert len(later) >= 2, (
+                f"expected two log files after the one holding txn 0x{snap + 1:x}: "
+                f"{[hex(s) for s in starts]}")
+            victim = holding_next if which == "first-after-snapshot" else later[-2]
             assert victim != starts[-1]
             (server.version_dir / ("log.%x" % victim)).unlink()
-            what = f"log.{victim:x} deleted"
+            what = f"log.{victim:x} deleted, snapshot 0x{snap:x} needs it"
         else:
-            lo, hi = delete_middle_txn_rows(server, newest)
-            what = f"txns rows 0x{lo:x}..0x{hi:x} deleted"
+            lo, hi = delete_middle_txn_rows(server, snap)
+            what = f"txns rows 0x{lo:x}..0x{hi:x} deleted, snapshot 0x{snap:x} needs them"
 
         status, text = server.start_expecting_failure()
         lines = [line for line in text.splitlines() if line.strip()]
@@ -561,7 +580,7 @@ def test_log_gap_refuses_to_start_with_a_clear_error(tmp_path, gap_templates, ba
         assert not TRACEBACK.search(tail), (
             f"{what}: the server refused to start (status {status}) but its last log lines hold "
             f"a traceback instead of one clear error line:\n{tail}")
-        assert re.search(r"(?i)(error|refus)", tail) and re.search(
+        assert re.search(r"(?i)(error|refus|cannot start)", tail) and re.search(
             r"(?i)(log|txn|transaction)", tail), (
             f"{what}: no clear error line naming the missing txns in the last lines:\n{tail}")
         print(f"{what} ({which}): exit status {status}; last line: {lines[-1]}")
