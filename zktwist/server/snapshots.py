@@ -142,6 +142,10 @@ class Snapshotter:
     def stop(self) -> None:
         self.pool.stop()
 
+    def would_take(self, n: int) -> bool:
+        """Would :meth:`logged` of ``n`` txns start a snapshot now?"""
+        return self.txns_since + n > self.threshold and not self.in_progress
+
     def logged(self, n: int) -> None:
         """``n`` more txns are durable; snapshot when the threshold is passed."""
         self.txns_since += n

@@ -46,7 +46,8 @@ class StandaloneServer:
             extended_types=config.extended_types_enabled, super_digest=config.super_digest,
             container_max_never_used_ms=config.container_max_never_used_ms), wall_ms())
         self.core.on_session_closed = self._session_closed
-        self.committer = GroupCommitter(reactor, backend, self._durable, self._log_failed)
+        self.committer = GroupCommitter(reactor, backend, self._durable, self._log_failed,
+                                        self._snapshot_due)
         self.snapshotter = Snapshotter(reactor, self.core, backend, self.committer.run_serialized,
                                        config.snap_count, config.snap_retain_count)
         self.snapshot_zxid = 0
@@ -278,6 +279,10 @@ class StandaloneServer:
                 conn.established(sid, txn.body[0], session_password(sid))
         self._flush_dirty()
         self._maybe_resume()
+
+    def _snapshot_due(self, n: int) -> bool:
+        """Will logging ``n`` more txns start a snapshot (whose log roll must precede the next batch)?"""
+        return self.snapshotter.would_take(n)
 
     def _flush_dirty(self) -> None:
         dirty = self.dirty
