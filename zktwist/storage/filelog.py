@@ -79,7 +79,7 @@ class _Scan:
         self.torn_reason = ""
 
 
-def _valid_record_at(data: bytes, off: int, limit: int) -> bool:
+def _valid_record_at(data: "bytes | bytearray", off: int, limit: int) -> bool:
     """Is there a whole, checksummed record at ``off`` (ending by ``limit``)?"""
     if off + RECORD_HEAD.size > limit:
         return False
@@ -90,7 +90,7 @@ def _valid_record_at(data: bytes, off: int, limit: int) -> bool:
     return zlib.adler32(data[start:start + length]) == checksum
 
 
-def _later_record_exists(data: bytes, off: int, limit: int) -> bool:
+def _later_record_exists(data: "bytes | bytearray", off: int, limit: int) -> bool:
     """Any valid record starting after ``off``?  If so, the damage is not a torn tail."""
     for p in range(off + 1, limit - RECORD_HEAD.size):
         if _valid_record_at(data, p, limit):
@@ -98,63 +98,89 @@ def _later_record_exists(data: bytes, off: int, limit: int) -> bool:
     return False
 
 
+# How far past the end of the good records a scan looks for more data: a
+# record is at most jute.maxbuffer plus headers, so a damaged record's
+# successor starts well within this window.
+TAIL_WINDOW = 4 * 1024 * 1024
+
+
 def scan_file(path: str, max_record: int = 1 << 30) -> _Scan:
     """Check every record of one log file.
 
-    A damaged record with no valid record anywhere after it is a torn tail
+    A damaged record with no valid record after it is a torn tail
     (``torn_at``); one followed by a valid record is corruption and raises.
+    Only the records and a window after them are read, not the whole
+    preallocated file (64 MiB of zeros by default).
     """
     scan = _Scan(path)
     with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < FILE_HEADER.size:
-        if data.strip(b"\x00"):
+        size = os.fstat(f.fileno()).st_size
+        data = bytearray(f.read(min(size, TAIL_WINDOW)))
+
+        def ensure(n: int) -> None:
+            want = min(n, size)
+            while len(data) < want:
+                chunk = f.read(max(want - len(data), 1 << 20))
+                if not chunk:
+                    break
+                data.extend(chunk)
+
+        if size < FILE_HEADER.size:
             scan.torn_at = 0
-            scan.torn_reason = "short file header"
-        else:
-            scan.torn_at = 0
-            scan.torn_reason = "empty file"
-        scan.end = 0
-        return scan
-    magic, version, _ = FILE_HEADER.unpack_from(data, 0)
-    if magic != MAGIC or version != 2:
-        if not data.strip(b"\x00"):
-            scan.torn_at = 0
-            scan.torn_reason = "file header never written"
+            scan.torn_reason = "short file header" if bytes(data).strip(b"\x00") else "empty file"
             scan.end = 0
             return scan
-        raise CorruptLogError(path, 0, "bad file header")
-    # Everything after the last non-zero byte is preallocation.
-    limit = len(data.rstrip(b"\x00"))
-    size = len(data)
-    off = FILE_HEADER.size
-    while off < limit:
-        reason = ""
-        if off + RECORD_HEAD.size > size:
-            reason = "partial record header"
-        else:
-            checksum, length = RECORD_HEAD.unpack_from(data, off)
+        magic, version, _ = FILE_HEADER.unpack_from(data, 0)
+        if magic != MAGIC or version != 2:
+            ensure(TAIL_WINDOW)
+            if not bytes(data).strip(b"\x00"):
+                scan.torn_at = 0
+                scan.torn_reason = "file header never written"
+                scan.end = 0
+                return scan
+            raise CorruptLogError(path, 0, "bad file header")
+        off = FILE_HEADER.size
+        while True:
+            ensure(off + RECORD_HEAD.size)
+            if off >= size:
+                break
+            reason = ""
             start = off + RECORD_HEAD.size
-            if length == 0 and checksum == 0:
-                reason = "data after the end-of-log marker"
-            elif length <= 0 or length > max_record:
-                reason = "bad record length %d" % length
-            elif start + length + 1 > size:
-                reason = "record runs past the end of the file"
-            elif data[start + length] != END_OF_RECORD:
-                reason = "missing end-of-record marker"
-            elif zlib.adler32(data[start:start + length]) != checksum:
-                reason = "checksum mismatch"
-        if reason:
-            if _later_record_exists(data, off, limit):
-                raise CorruptLogError(path, off, reason)
-            scan.torn_at = off
-            scan.torn_reason = reason
-            break
-        payload = data[start:start + length]
-        zxid = TXN_ZXID.unpack_from(payload, 12)[0] if length >= 20 else -1
-        scan.records.append((zxid, payload))
-        off = start + length + 1
+            length = 0
+            if off + RECORD_HEAD.size > size:
+                reason = "partial record header"
+            else:
+                checksum, length = RECORD_HEAD.unpack_from(data, off)
+                if length == 0 and checksum == 0:
+                    reason = "end"
+                elif length <= 0 or length > max_record:
+                    reason = "bad record length %d" % length
+                else:
+                    ensure(start + length + 1)
+                    if start + length + 1 > size:
+                        reason = "record runs past the end of the file"
+                    elif data[start + length] != END_OF_RECORD:
+                        reason = "missing end-of-record marker"
+                    elif zlib.adler32(data[start:start + length]) != checksum:
+                        reason = "checksum mismatch"
+            if reason:
+                # Look at a window after this point: anything there?
+                window_end = min(size, off + TAIL_WINDOW)
+                ensure(window_end)
+                limit = off + len(bytes(data[off:window_end]).rstrip(b"\x00"))
+                if reason == "end" and limit <= off:
+                    break  # preallocated zeros: the end of the log
+                if reason == "end":
+                    reason = "data after the end-of-log marker"
+                if _later_record_exists(data, off, limit):
+                    raise CorruptLogError(path, off, reason)
+                scan.torn_at = off
+                scan.torn_reason = reason
+                break
+            payload = bytes(data[start:start + length])
+            zxid = TXN_ZXID.unpack_from(payload, 12)[0] if length >= 20 else -1
+            scan.records.append((zxid, payload))
+            off = start + length + 1
     scan.end = off if scan.torn_at is None else scan.torn_at
     return scan
 
