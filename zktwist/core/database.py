@@ -130,6 +130,10 @@ class ZooKeeperCore:
         tree = self.tree
         zxid = txn.zxid
         try:
+            if type_ == OpCode.setData:
+                path, data, version = body
+                node = tree.set_data(path, data, version, zxid, txn.time)
+                return ApplyResult(type_, 0, path, node.stat())
             if type_ in (OpCode.create, OpCode.create2):
                 path, data, acl, ephemeral, pcv = body
                 node = tree.create_node(path, data, acl, txn.session_id if ephemeral else 0,
@@ -147,10 +151,6 @@ class ZooKeeperCore:
             if type_ in (OpCode.delete, OpCode.deleteContainer):
                 tree.delete_node(body[0], zxid)
                 return ApplyResult(type_, 0, body[0])
-            if type_ == OpCode.setData:
-                path, data, version = body
-                node = tree.set_data(path, data, version, zxid, txn.time)
-                return ApplyResult(type_, 0, path, node.stat())
             if type_ == OpCode.setACL:
                 path, acl, version = body
                 node = tree.set_acl(path, acl, version)
@@ -206,6 +206,8 @@ class ZooKeeperCore:
     @staticmethod
     def write_reply(op: int, result: ApplyResult) -> Reply:
         """The reply body for write request ``op`` whose txn produced ``result``."""
+        if op == OpCode.setData and result.type == OpCode.setData and not result.err:
+            return 0, result.stat
         if result.type == OpCode.error:
             return result.err, None
         if op == OpCode.multi:

@@ -27,3 +27,18 @@ def is_valid_path(path: str) -> bool:
     if path.isascii():
         return all(not _bad_char(c) for c in path) if not path.isprintable() else True
     return not any(_bad_char(c) for c in path)
+
+
+_known_valid: set = set()
+
+
+def is_valid_path_cached(path: str) -> bool:
+    """:func:`is_valid_path`, remembering the (bounded number of) paths found valid."""
+    if path in _known_valid:
+        return True
+    if not is_valid_path(path):
+        return False
+    if len(_known_valid) >= 65536:
+        _known_valid.clear()
+    _known_valid.add(path)
+    return True

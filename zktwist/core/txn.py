@@ -13,7 +13,7 @@ import struct
 from typing import List, Optional, Tuple
 
 from zktwist.proto.consts import OpCode
-from zktwist.proto.jute import Reader, encode_buffer, encode_ustring, pack_int
+from zktwist.proto.jute import NULL_BUFFER, Reader, encode_buffer, encode_ustring, pack_int
 from zktwist.proto.records import encode_acls, read_acls
 
 _header = struct.Struct(">qiqqi")
@@ -92,9 +92,22 @@ def encode_body(type_: int, body: tuple) -> bytes:
     raise ValueError("no txn record for type %d" % type_)
 
 
+_set_data_head = struct.Struct(">qiqqii")  # TxnHeader + the path's length
+
+
 def encode(txn: Txn) -> bytes:
-    return _header.pack(txn.session_id, txn.cxid, txn.zxid, txn.time, txn.type) + encode_body(
-        txn.type, txn.body)
+    type_ = txn.type
+    if type_ == OpCode.setData:
+        path, data, version = txn.body
+        if path.isascii():
+            raw = path.encode("ascii")
+            head = _set_data_head.pack(txn.session_id, txn.cxid, txn.zxid, txn.time, type_,
+                                       len(raw))
+            if data is None:
+                return head + raw + NULL_BUFFER + pack_int(version)
+            return head + raw + pack_int(len(data)) + data + pack_int(version)
+    return _header.pack(txn.session_id, txn.cxid, txn.zxid, txn.time, type_) + encode_body(
+        type_, txn.body)
 
 
 def _acl_tuple(r: Reader) -> tuple:

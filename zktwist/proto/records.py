@@ -188,6 +188,60 @@ DECODERS: Dict[int, Callable[[Reader], tuple]] = {
 NO_BODY = frozenset((OpCode.ping, OpCode.closeSession, OpCode.whoAmI))
 
 
+_unpack_int = struct.Struct(">i").unpack_from
+
+
+def _fast_path_watch(data: bytes, offset: int) -> Optional[tuple]:
+    """exists/getData/getChildren[2] without a Reader, for a well-formed ASCII path (else None)."""
+    end = len(data)
+    if offset + 4 > end:
+        return None
+    n = _unpack_int(data, offset)[0]
+    start = offset + 4
+    stop = start + n
+    if n < 0 or stop >= end:
+        return None
+    raw = data[start:stop]
+    if not raw.isascii():
+        return None
+    return (raw.decode("ascii"), data[stop] != 0)
+
+
+def _fast_set_data(data: bytes, offset: int) -> Optional[tuple]:
+    """setData without a Reader, for a well-formed request with an ASCII path (else None)."""
+    end = len(data)
+    if offset + 4 > end:
+        return None
+    n = _unpack_int(data, offset)[0]
+    start = offset + 4
+    stop = start + n
+    if n < 0 or stop + 4 > end:
+        return None
+    raw = data[start:stop]
+    if not raw.isascii():
+        return None
+    m = _unpack_int(data, stop)[0]
+    start = stop + 4
+    if m < 0:
+        value: Optional[bytes] = None
+        stop = start
+    else:
+        stop = start + m
+        value = data[start:stop]
+    if stop + 4 > end:
+        return None
+    return (raw.decode("ascii"), value, _unpack_int(data, stop)[0])
+
+
+FAST_DECODERS: Dict[int, Callable[[bytes, int], Optional[tuple]]] = {
+    OpCode.getData: _fast_path_watch,
+    OpCode.exists: _fast_path_watch,
+    OpCode.getChildren: _fast_path_watch,
+    OpCode.getChildren2: _fast_path_watch,
+    OpCode.setData: _fast_set_data,
+}
+
+
 def decode_request(op: int, data: bytes, offset: int) -> tuple:
     """Decode the record of opcode ``op`` that starts at ``offset`` in ``data``.
 
@@ -200,6 +254,11 @@ def decode_request(op: int, data: bytes, offset: int) -> tuple:
     ``(type, scheme, auth)``.  Raises :class:`JuteError` on malformed input and
     ``KeyError`` for an opcode with no record.
     """
+    fast = FAST_DECODERS.get(op)
+    if fast is not None and type(data) is bytes:
+        req = fast(data, offset)
+        if req is not None:
+            return req
     if op in NO_BODY:
         return ()
     return DECODERS[op](Reader(data, offset))

@@ -28,7 +28,10 @@ from zktwist.proto.consts import (
     OpCode,
     PING_XID,
 )
-from zktwist.proto.jute import JuteError, pack_int, pack_reply_header, unpack_request_header
+from zktwist.proto.jute import JuteError, unpack_request_header
+
+_framed_reply_header = struct.Struct(">iiqi")
+pack_framed_reply_header = _framed_reply_header.pack
 
 if TYPE_CHECKING:
     from zktwist.server.standalone import StandaloneServer
@@ -115,6 +118,7 @@ class ClientConnection(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.state == CLOSED:
             return
+        self.server.read_clock()
         self.server.stats.incr("bytes_received_count", len(data))
         buf = self._buf
         buf += data
@@ -178,9 +182,9 @@ class ClientConnection(Protocol):
 
     def send_reply(self, xid: int, zxid: int, err: int, body: Optional[bytes]) -> None:
         if body is not None and err == 0:
-            self.out.append(pack_int(16 + len(body)) + pack_reply_header(xid, zxid, err) + body)
+            self.out.append(pack_framed_reply_header(16 + len(body), xid, zxid, err) + body)
         else:
-            self.out.append(pack_int(16) + pack_reply_header(xid, zxid, err))
+            self.out.append(pack_framed_reply_header(16, xid, zxid, err))
 
     def process_event(self, event_type: int, path: str) -> None:
         """A watch fired (called by the core's watch tables)."""
@@ -252,7 +256,7 @@ class ClientConnection(Protocol):
         if op == OpCode.auth:
             self._auth(xid, frame)
             return
-        now = time.monotonic()
+        now = server.mono
         if op in READ_OPS:
             try:
                 req = records.decode_request(op, frame, 8)
@@ -314,13 +318,13 @@ class ClientConnection(Protocol):
         self._record(xid, zxid, op, started)
 
     def _record(self, xid: int, zxid: int, op: int, started: float) -> None:
-        now = time.monotonic()
-        latency = int((now - started) * 1000)
+        server = self.server
+        latency = int((server.mono - started) * 1000)
         if xid >= 0:
             self.last_cxid = xid
         self.last_zxid = zxid
         self.last_op = OP_ABBREV.get(op, "NA")
-        self.last_response = time.time()
+        self.last_response = server.wall
         self.last_latency = latency
         if self.min_latency < 0 or latency < self.min_latency:
             self.min_latency = latency

@@ -22,7 +22,7 @@ from zktwist.core.txn import Txn, decode
 from zktwist.proto import records
 from zktwist.proto.consts import Err, OpCode
 from zktwist.proto.jute import JuteError, pack_int, pack_reply_header
-from zktwist.server.connection import ClientConnection, Entry
+from zktwist.server.connection import ClientConnection, Entry, pack_framed_reply_header
 from zktwist.server.stats import ServerStats
 from zktwist.server.snapshots import Snapshotter, recover, write_snapshot_now
 from zktwist.storage.committer import GroupCommitter
@@ -61,6 +61,10 @@ class StandaloneServer:
         # zxid -> (connection or None, entry or None, kind)
         self._waiting: Dict[int, Tuple[Optional[ClientConnection], Optional[Entry], str]] = {}
         self.outstanding = 0
+        # The clock, read once per dataReceived and per durable batch (read_clock).
+        self.mono = time.monotonic()
+        self.wall = time.time()
+        self.now_ms = wall_ms()
         self.started_at = time.time()
         self.serving = False
 
@@ -158,8 +162,14 @@ class StandaloneServer:
         self.by_session[session_id] = conn
         conn.established(session_id, timeout, session_password(session_id))
 
+    def read_clock(self) -> None:
+        """Read the clocks once for all the requests of one read from a socket or one batch."""
+        self.mono = time.monotonic()
+        self.wall = time.time()
+        self.now_ms = wall_ms()
+
     def touch(self, conn: ClientConnection) -> None:
-        self.core.sessions.touch(conn.session_id, wall_ms(), conn.timeout)
+        self.core.sessions.touch(conn.session_id, self.now_ms, conn.timeout)
 
     # -- writes --------------------------------------------------------------------------
 
@@ -175,7 +185,7 @@ class StandaloneServer:
                 req = records.decode_request(op, frame, 8)
         except (JuteError, KeyError) as e:
             req = e
-        now = wall_ms()
+        now = self.now_ms
         if op == OpCode.deleteContainer:
             txn = core.prep.prep_delete_container(req, now) if isinstance(req, str) else \
                 core.prep.prep(conn.session_id, xid, op, req, conn.auth_ids, now)
@@ -191,7 +201,7 @@ class StandaloneServer:
         self.committer.submit(txn)
 
     def submit_close(self, conn: ClientConnection, xid: int, started: float) -> None:
-        txn = self.core.prep.prep_close_session(conn.session_id, xid, wall_ms())
+        txn = self.core.prep.prep_close_session(conn.session_id, xid, self.now_ms)
         entry = Entry(xid, OpCode.closeSession, None, started)
         conn.queue.append(entry)
         self._waiting[txn.zxid] = (conn, entry, "close")
@@ -234,7 +244,8 @@ class StandaloneServer:
         self.stats.record_sync(len(batch), int(self.committer.last_sync_ms))
         self.snapshotter.logged(len(batch))
         core = self.core
-        now = wall_ms()
+        self.read_clock()
+        now = self.now_ms
         waiting = self._waiting
         for txn in batch:
             result = core.apply(txn, now)
@@ -256,9 +267,9 @@ class StandaloneServer:
                 err, body = core.write_reply(entry.op, result)
                 entry.zxid = txn.zxid
                 if body is not None and err == 0:
-                    frame = pack_int(16 + len(body)) + pack_reply_header(entry.xid, txn.zxid, err) + body
+                    frame = pack_framed_reply_header(16 + len(body), entry.xid, txn.zxid, err) + body
                 else:
-                    frame = pack_int(16) + pack_reply_header(entry.xid, txn.zxid, err)
+                    frame = pack_framed_reply_header(16, entry.xid, txn.zxid, err)
                 conn.write_applied(entry, frame)
             elif kind == "close":
                 self.outstanding -= 1
@@ -292,6 +303,7 @@ class StandaloneServer:
     def _log_failed(self, batch: List[Txn], failure: Failure) -> None:
         log.failure("Writing the transaction log failed; {n} txns rolled back", failure, n=len(batch))
         self.stats.log_failures += 1
+        self.read_clock()
         self.core.prep.rollback_all(self.core.last_zxid)
         for txn in batch:
             target = self._waiting.pop(txn.zxid, None)

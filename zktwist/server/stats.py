@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 import random
+
+_random = random.random
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Dict, List, Optional, Tuple
 
@@ -161,12 +163,17 @@ class PercentileSummary(Summary):
         self._reservoir: List[int] = []
 
     def add(self, value: int) -> None:
-        super().add(value)
-        self._seen += 1
-        if self._seen <= self.SIZE:
+        self.count += 1
+        self.total += value
+        if self._min is None or value < self._min:
+            self._min = value
+        if self._max is None or value > self._max:
+            self._max = value
+        seen = self._seen = self._seen + 1
+        if seen <= self.SIZE:
             self._reservoir.append(value)
         else:
-            r = random.randrange(self._seen)
+            r = int(_random() * seen)  # uniform in [0, seen), cheaper than randrange
             if r < self.SIZE:
                 self._reservoir[r] = value
 
