@@ -17,6 +17,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Deque, List, Optional, Tuple
 
 from twisted.internet.protocol import Protocol
+from twisted.internet.tcp import Server as _TCPServer
 from twisted.logger import Logger
 
 from zktwist.core.acl import java_set_order
@@ -53,6 +54,30 @@ READ_OPS = frozenset((
     OpCode.getEphemerals, OpCode.getAllChildrenNumber, OpCode.setWatches, OpCode.setWatches2,
     OpCode.addWatch, OpCode.whoAmI,
 ))
+
+
+def _send(transport: Any, data: bytes) -> None:
+    """``transport.write(data)``, but sent at once when the socket has nothing queued.
+
+    Twisted's write only buffers and waits for the reactor's next writability
+    poll (two epoll_ctl calls and a poll round per reply).  When a plain TCP
+    transport has nothing buffered, the socket usually takes the whole reply
+    now; whatever it does not take (or any error) goes through
+    ``transport.write`` as before, so ordering, flow control and error handling
+    stay Twisted's.
+    """
+    if (type(transport) is _TCPServer and transport.connected and not transport.disconnecting
+            and not transport._tempDataLen and not transport.dataBuffer
+            and not transport._writeDisconnected and not transport.TLS):
+        try:
+            sent = transport.socket.send(data)
+        except OSError:
+            sent = 0
+        if sent >= len(data):
+            return
+        if sent:
+            data = data[sent:]
+    transport.write(data)
 
 
 class Entry:
@@ -118,9 +143,37 @@ class ClientConnection(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.state == CLOSED:
             return
-        self.server.read_clock()
-        self.server.stats.incr("bytes_received_count", len(data))
+        server = self.server
+        server.read_clock()
+        server.stats.incr("bytes_received_count", len(data))
         buf = self._buf
+        if not buf and self.state == ESTABLISHED:
+            # The usual case: frames straight out of ``data``, no copy into the buffer.
+            maxbuf = server.config.jute_maxbuffer
+            off = 0
+            n = len(data)
+            unpack = _int.unpack_from
+            request = self._request
+            while n - off >= 4:
+                length = unpack(data, off)[0]
+                if length < 0 or length > maxbuf:
+                    log.info("Closing connection from {ip}: frame length {n} out of range",
+                             ip=self.remote_ip, n=length)
+                    self.close()
+                    return
+                if n - off - 4 < length:
+                    break
+                start = off + 4
+                off = start + length
+                request(data[start:off])
+                if self.state == CLOSED:
+                    return
+            if off < n:
+                buf += data[off:]
+            if self.session_id:
+                server.touch(self)
+            self.flush()
+            return
         buf += data
         maxbuf = self.server.config.jute_maxbuffer
         off = 0
@@ -165,7 +218,7 @@ class ClientConnection(Protocol):
     def flush(self) -> None:
         out = self.out
         if out and self.state != CLOSED:
-            self.transport.write(b"".join(out) if len(out) > 1 else out[0])  # type: ignore[union-attr]
+            _send(self.transport, b"".join(out) if len(out) > 1 else out[0])
             n = len(out)
             self.packets_sent += n
             stats = self.server.stats
