@@ -388,6 +388,9 @@ class Prep:
         try:
             if isinstance(req, Exception):
                 raise MarshallingError(req)
+            if op == OpCode.setData:
+                type_, body = self._set_data(req, session_id, auth_ids, zxid)  # type: ignore[arg-type]
+                return Txn(session_id, cxid, zxid, now_ms, type_, body)
             if op == OpCode.multi:
                 return Txn(session_id, cxid, zxid, now_ms, OpCode.multi,
                            self._multi(req, session_id, auth_ids, zxid))  # type: ignore[arg-type]

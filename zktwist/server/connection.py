@@ -48,6 +48,8 @@ WRITE_OPS = frozenset((
     OpCode.setData, OpCode.setACL, OpCode.multi, OpCode.check, OpCode.reconfig,
     OpCode.deleteContainer,
 ))
+# Requests that make a txn (answered when it is applied; updatelatency).
+_UPDATE_OPS = WRITE_OPS | {OpCode.closeSession}
 READ_OPS = frozenset((
     OpCode.exists, OpCode.getData, OpCode.getACL, OpCode.getChildren, OpCode.getChildren2,
     OpCode.sync, OpCode.multiRead, OpCode.checkWatches, OpCode.removeWatches,
@@ -385,7 +387,7 @@ class ClientConnection(Protocol):
             self.max_latency = latency
         self.total_latency += latency
         self.latency_count += 1
-        self.server.stats.record_latency(latency, op in WRITE_OPS or op == OpCode.closeSession)
+        server.stats.record_latency(latency, op in _UPDATE_OPS)
 
     def write_applied(self, entry: Entry, reply: Optional[bytes]) -> None:
         """A write of this connection was applied; answer everything now due, in order."""
@@ -398,7 +400,7 @@ class ClientConnection(Protocol):
         server = self.server
         while queue:
             head = queue[0]
-            if head.op in WRITE_OPS or head.op == OpCode.closeSession:
+            if head.op in _UPDATE_OPS:
                 if head.reply is None:
                     return
                 queue.popleft()
