@@ -264,7 +264,10 @@ def test_verify_reports_a_torn_tail_without_cutting_it(source, tmp_path):
     newest.write_bytes(data[:end - 3] + b"\x00" * (len(data) - end + 3))  # lose the end marker
     before = tree_digest(torn)
     out = run("storage", "verify", torn).stdout
-    assert "note: %s ends in a torn record at offset" % newest in out, out
+    # The newest file may hold one record only (the server snapshots and rolls
+    # the log at start-up): then the torn record is all it has.
+    assert ("note: %s ends in a torn record at offset" % newest in out
+            or "note: %s holds no complete record" % newest in out), out
     assert out.rstrip().endswith("OK")
     assert tree_digest(torn) == before
 
