@@ -26,7 +26,7 @@ import time
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 from zktwist import ZOOKEEPER_COMPAT_VERSION, __version__
-from zktwist.storage.filelog import dir_size
+from zktwist.storage.util import dir_size
 from zktwist.server.stats import java_double
 
 if TYPE_CHECKING:

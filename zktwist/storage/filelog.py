@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from zktwist.interfaces import ISnapshotWriter, IStorageBackend
+from zktwist.storage.util import check_ascending, dir_size, fsync_dir
 from zktwist.storage.errors import CorruptLogError, StorageError
 
 log = Logger()
@@ -46,26 +47,6 @@ def _zxid_of_name(name: str) -> Optional[int]:
 
 def encode_record(payload: bytes) -> bytes:
     return RECORD_HEAD.pack(zlib.adler32(payload), len(payload)) + payload + b"\x42"
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def dir_size(path: str) -> int:
-    """The lengths of all files below ``path`` (ZooKeeperServer.getDirSize)."""
-    total = 0
-    for root, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.stat(os.path.join(root, f)).st_size
-            except OSError:
-                pass
-    return total
 
 
 class _Scan:
@@ -213,7 +194,7 @@ class FileSnapshotWriter:
         os.fsync(self._f.fileno())
         self._f.close()
         os.replace(self.tmp, self.path)
-        _fsync_dir(os.path.dirname(self.path))
+        fsync_dir(os.path.dirname(self.path))
 
     def abort(self) -> None:
         try:
@@ -284,7 +265,7 @@ class FileLogBackend:
                     log.warn("Removing {path}: it holds no complete record ({reason})",
                              path=path, reason=scan.torn_reason)
                     os.unlink(path)
-                    _fsync_dir(self.version_dir)
+                    fsync_dir(self.version_dir)
                     self._files.pop()
                     continue
                 log.warn("Cutting a torn record off the end of {path} at offset {offset} ({reason})",
@@ -296,7 +277,7 @@ class FileLogBackend:
             elif newest and not scan.records:
                 log.warn("Removing {path}: it holds no record", path=path)
                 os.unlink(path)
-                _fsync_dir(self.version_dir)
+                fsync_dir(self.version_dir)
                 self._files.pop()
                 continue
             for zxid, _ in scan.records:
@@ -325,7 +306,7 @@ class FileLogBackend:
             self._prealloc_end = 0
             self._preallocate(fd, 0)
             os.fsync(fd)
-            _fsync_dir(self.version_dir)
+            fsync_dir(self.version_dir)
         except BaseException:
             os.close(fd)
             os.unlink(path)
@@ -348,11 +329,7 @@ class FileLogBackend:
     def append(self, records: Sequence[Tuple[int, bytes]]) -> None:
         if not records:
             return
-        last = self._last_zxid
-        for zxid, _ in records:
-            if zxid <= last:
-                raise ValueError("zxid 0x%x does not follow 0x%x" % (zxid, last))
-            last = zxid
+        check_ascending(self._last_zxid, records)
         if self._fd is None:
             self._start_file(records[0][0])
         fd = self._fd
@@ -412,7 +389,7 @@ class FileLogBackend:
         _, path = self._files.pop()
         try:
             os.unlink(path)
-            _fsync_dir(self.version_dir)
+            fsync_dir(self.version_dir)
         except OSError:
             pass
 
@@ -447,7 +424,7 @@ class FileLogBackend:
         for snap in self.list_snapshots():
             if snap > zxid:
                 os.unlink(os.path.join(self.snap_dir, snapshot_file_name(snap)))
-        _fsync_dir(self.version_dir)
+        fsync_dir(self.version_dir)
         self._files = self._list_files()
         last = 0
         for _, path in reversed(self._files):
@@ -504,8 +481,8 @@ class FileLogBackend:
                 os.unlink(path)
                 removed.append(os.path.basename(path))
         if removed:
-            _fsync_dir(self.snap_dir)
-            _fsync_dir(self.version_dir)
+            fsync_dir(self.snap_dir)
+            fsync_dir(self.version_dir)
             self._files = [f for f in self._files if os.path.exists(f[1])]
         return removed
 
@@ -529,7 +506,7 @@ class FileLogBackend:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(self.snap_dir)
+        fsync_dir(self.snap_dir)
 
     def sizes(self) -> Dict[str, int]:
         return {"datadir_size": dir_size(self.data_dir), "logdir_size": dir_size(self.log_dir)}

@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from zope.interface import implementer
 
 from zktwist.interfaces import ISnapshotWriter, IStorageBackend
+from zktwist.storage.util import check_ascending
 
 
 @implementer(ISnapshotWriter)
@@ -80,11 +81,7 @@ class MemoryBackend:
 
     def append(self, records: Sequence[Tuple[int, bytes]]) -> None:
         self._maybe_fail()
-        last = self.last_zxid()
-        for zxid, payload in records:
-            if zxid <= last:
-                raise ValueError("zxid 0x%x does not follow 0x%x" % (zxid, last))
-            last = zxid
+        check_ascending(self.last_zxid(), records)
         self._pending.extend((z, bytes(p)) for z, p in records)
 
     def sync(self) -> None:

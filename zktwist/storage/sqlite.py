@@ -49,6 +49,7 @@ from zope.interface import implementer
 
 from zktwist.interfaces import ISnapshotWriter, IStorageBackend
 from zktwist.proto.consts import OpCode
+from zktwist.storage.util import check_ascending, fsync_dir
 from zktwist.storage.errors import CorruptLogError, StorageError
 
 log = Logger()
@@ -193,14 +194,6 @@ class CorruptDatabaseError(CorruptLogError):
 
 class SQLiteStorageError(StorageError):
     """An SQLite error, with the database and what was being done."""
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @implementer(ISnapshotWriter)
@@ -452,7 +445,7 @@ class SQLiteBackend:
                 raise
             self._pending = []
         if not existed:
-            _fsync_dir(self.data_dir)
+            fsync_dir(self.data_dir)
 
     def _create_schema(self) -> None:
         with self._transaction("creating the schema"):
@@ -567,11 +560,7 @@ class SQLiteBackend:
     def append(self, records: Sequence[Tuple[int, bytes]]) -> None:
         with self._lock:
             self._conn_or_raise()
-            last = self.last_zxid()
-            for zxid, _ in records:
-                if zxid <= last:
-                    raise ValueError("zxid 0x%x does not follow 0x%x" % (zxid, last))
-                last = zxid
+            check_ascending(self.last_zxid(), records)
             self._pending.extend((z, bytes(p)) for z, p in records)
 
     def sync(self) -> None:
