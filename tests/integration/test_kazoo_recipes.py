@@ -12,7 +12,8 @@ import time
 from typing import Callable, List
 
 import pytest
-from kazoo.exceptions import BadVersionError, CancelledError, LockTimeout, NoNodeError, RolledBackError
+from kazoo.exceptions import (BadVersionError, CancelledError, ConnectionClosedError, LockTimeout,
+                              NoNodeError, RolledBackError, SessionExpiredError)
 from kazoo.protocol.states import EventType
 from kazoo.recipe.cache import TreeCache, TreeEvent
 from kazoo.recipe.watchers import PatientChildrenWatch
@@ -338,7 +339,16 @@ def test_election_cancel_and_leader_session_loss(zk_factory, base_path):
     ea = a.Election(path, "a")
     eb = b.Election(path, "b")
     ec = c.Election(path, "c")
-    ta = threading.Thread(target=lambda: ea.run(lambda: (leading.set(), time.sleep(60))), daemon=True)
+    release = threading.Event()
+
+    def lead_until_session_lost() -> None:
+        # the leader's client is stopped under it: releasing its lock node then fails
+        try:
+            ea.run(lambda: (leading.set(), release.wait(WAIT)))
+        except (ConnectionClosedError, SessionExpiredError):
+            pass
+
+    ta = threading.Thread(target=lead_until_session_lost, daemon=True)
     ta.start()
     assert leading.wait(WAIT)
     tc = threading.Thread(target=lambda: ec.run(lambda: None), daemon=True)
@@ -355,6 +365,9 @@ def test_election_cancel_and_leader_session_loss(zk_factory, base_path):
     a.stop()  # leader's session ends: leadership passes on
     assert b_led.wait(WAIT)
     tb.join(WAIT)
+    release.set()
+    ta.join(WAIT)
+    assert not ta.is_alive()
 
 
 # ------------------------------------------------------------------ Queues

@@ -11,7 +11,8 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from queue import SimpleQueue
+from typing import Any, Callable
 
 from twisted.application import service
 from twisted.internet.testing import MemoryReactorClock
@@ -117,8 +118,20 @@ def test_tac_file_under_twistd(tmp_path: Path) -> None:
     assert (data / "version-2").is_dir()
 
 
+class MemoryReactorWithThreads(MemoryReactorClock):
+    """A memory reactor that also takes calls from threads (the storage thread
+    writes the start-up snapshot); they queue here and never run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.from_threads: "SimpleQueue[Callable[..., Any]]" = SimpleQueue()
+
+    def callFromThread(self, f: Callable[..., Any], *args: Any, **kw: Any) -> None:
+        self.from_threads.put(f)
+
+
 def test_service_tree_in_process_on_a_memory_reactor(tmp_path: Path) -> None:
-    reactor: Any = MemoryReactorClock()
+    reactor: Any = MemoryReactorWithThreads()
     config = from_text("dataDir=%s\nclientPort=0\nclientPortAddress=127.0.0.1\n" % tmp_path)
     zk = makeService(config, reactor)
     assert isinstance(zk, ZKTwistService)
