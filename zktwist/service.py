@@ -91,6 +91,11 @@ class ZKTwistService(service.MultiService):
 
     def __init__(self, config: ServerConfig, reactor: Optional[Any] = None) -> None:
         super().__init__()
+        if config.is_ensemble:
+            raise ConfigError(
+                "%s: server.N: this zktwist runs standalone only; ensemble mode (%d servers) "
+                "arrives with the quorum and election services. Remove the server.N lines "
+                "to run standalone" % (config.path, len(config.servers)))
         if reactor is None:
             from twisted.internet import reactor as default_reactor
             reactor = default_reactor

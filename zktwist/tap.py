@@ -31,7 +31,8 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         try:
             if self["config"]:
-                config = load(self["config"])
+                overrides = [("dataDir", self["data-dir"])] if self["data-dir"] else []
+                config = load(self["config"], overrides=overrides)
             elif self["data-dir"]:
                 config = ServerConfig()
                 config.path = "<command line>"
