@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="pipelined load generator for any ZooKeeper server")
     add_arguments(b)
     b.set_defaults(func=_cmd_bench)
+    from zktwist.cli.tls import add_parsers as add_tls_parsers
+    add_tls_parsers(sub)
     return p
 
 
