@@ -19,6 +19,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(args)
 
 
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from zktwist.cli.sim import run
+    return run(args)
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line (and exit status 2), not the usage block."""
 
@@ -48,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="pipelined load generator for any ZooKeeper server")
     add_arguments(b)
     b.set_defaults(func=_cmd_bench)
+    from zktwist.cli import sim
+    s = sub.add_parser("sim", help="deterministic whole-ensemble simulator (replication checks)")
+    sim.add_arguments(s)
+    s.set_defaults(func=_cmd_sim)
     from zktwist.cli.tls import add_parsers as add_tls_parsers
     add_tls_parsers(sub)
     return p
