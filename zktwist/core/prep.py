@@ -382,10 +382,17 @@ class Prep:
     # -- entry points ---------------------------------------------------------------
 
     def prep(self, session_id: int, cxid: int, op: int, req: object, auth_ids: Sequence,
-             now_ms: int) -> Txn:
-        """Make the txn for write request ``op``; ``req`` is the decoded tuple or an exception."""
+             now_ms: int, owner: object = None) -> Txn:
+        """Make the txn for write request ``op``; ``req`` is the decoded tuple or an exception.
+
+        ``owner`` (replicated servers only; None in standalone) is the server the
+        request came from: a session owned by another server gets SESSIONMOVED
+        (SessionTrackerImpl.checkSession).
+        """
         zxid = self.last_zxid = self.last_zxid + 1
         try:
+            if owner is not None:
+                self.sessions.check_owner(session_id, owner)
             if isinstance(req, Exception):
                 raise MarshallingError(req)
             if op == OpCode.setData:

@@ -136,6 +136,26 @@ class SessionTracker:
                 if not bucket:
                     del self._buckets[s.expire_at]
 
+    def set_owner(self, session_id: int, owner: object) -> bool:
+        """Record the server a (live) session is attached to (replicated servers only)."""
+        s = self.sessions.get(session_id)
+        if s is None or s.closing:
+            return False
+        s.owner = owner
+        return True
+
+    def check_owner(self, session_id: int, owner: object) -> None:
+        """Raise SESSIONMOVED if the session is attached to a server other than ``owner``.
+
+        Standalone servers never set owners, so this never fires there.
+        """
+        s = self.sessions.get(session_id)
+        if s is not None and not s.closing and s.owner is not None and s.owner != owner:
+            from zktwist.core.prep import KeeperError
+            from zktwist.proto.consts import Err
+
+            raise KeeperError(Err.SESSIONMOVED)
+
     def is_live(self, session_id: int) -> bool:
         s = self.sessions.get(session_id)
         return s is not None and not s.closing

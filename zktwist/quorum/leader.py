@@ -1,0 +1,469 @@
+"""The Zab leader: discovery, synchronisation, broadcast (Leader.java + LearnerHandler.java).
+
+Pure: driven by :class:`zktwist.quorum.peer.QuorumPeer`, which it uses for
+effects, storage and client bookkeeping.  See docs/replication.md.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Set, Tuple
+
+from zktwist.core.txn import Txn
+from zktwist.proto.consts import Err, OpCode
+from zktwist.quorum import messages as m
+from zktwist.quorum.effects import Disconnect
+from zktwist.quorum.messages import counter_of, epoch_of, make_zxid
+
+if TYPE_CHECKING:  # pragma: no cover
+    from zktwist.quorum.peer import QuorumPeer
+
+#: the last counter a leader may use; the next proposal forces a new epoch (XidRolloverException)
+MAX_COUNTER = 0xFFFFFFFE
+
+DISCOVERY, SYNC, BROADCAST = "discovery", "sync", "broadcast"
+
+
+class LearnerHandle:
+    """What the leader knows of one connected learner (LearnerHandler)."""
+
+    __slots__ = ("sid", "observer", "accepted_epoch", "info_sent", "acked_epoch", "last_zxid",
+                 "synced", "sync_upto", "newleader_acked", "uptodate", "last_heard")
+
+    def __init__(self, sid: int, observer: bool, accepted_epoch: int, now: int) -> None:
+        self.sid = sid
+        self.observer = observer
+        self.accepted_epoch = accepted_epoch
+        self.info_sent = False
+        self.acked_epoch = False
+        self.last_zxid = 0
+        self.synced = False        # sync sent; in the forwarding set
+        self.sync_upto = 0         # last zxid the sync carried
+        self.newleader_acked = False
+        self.uptodate = False
+        self.last_heard = now
+
+
+class Outstanding:
+    __slots__ = ("txn", "acks")
+
+    def __init__(self, txn: Txn) -> None:
+        self.txn = txn
+        self.acks: Set[int] = set()
+
+
+class Leader:
+    def __init__(self, peer: "QuorumPeer", now: int) -> None:
+        self.p = peer
+        self.cfg = peer.config
+        self.sid = peer.sid
+        self.phase = DISCOVERY
+        self.learners: Dict[int, LearnerHandle] = {}
+        self.epoch: Optional[int] = None
+        self.epoch_durable = False
+        self.epoch_quorum = False
+        self.epoch_acked: Set[int] = set()
+        self.newleader_acked: Set[int] = set()
+        self.established = False
+        # the state summary the leader was elected with (Leader.leaderStateSummary)
+        self.summary = (peer.current_epoch, peer.last_logged)
+        self.deadline = now + self.cfg.init_limit * self.cfg.tick_time
+        self.outstanding: "OrderedDict[int, Outstanding]" = OrderedDict()
+        self.last_proposed = peer.last_logged
+        self.last_committed = 0
+        self.sync_waiters: Deque[Tuple[int, Optional[int], Any]] = deque()
+        self.create_owner: Dict[int, int] = {}
+        self.next_ping = now
+        self.next_reap = now + self.cfg.reap_interval
+        self.stopped = False
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _is_quorum(self, sids: Set[int]) -> bool:
+        return self.p.verifier.is_quorum(sids)
+
+    def _voter(self, sid: int) -> bool:
+        return self.p.verifier.is_voter(sid) and sid not in self.cfg.observers
+
+    def _drop(self, sid: int, reason: str) -> None:
+        if self.learners.pop(sid, None) is not None:
+            self.p.emit(Disconnect(sid))
+            self.p.trace("dropped", leader=self.sid, detail="%d: %s" % (sid, reason))
+
+    def _abandon(self, now: int, reason: str) -> None:
+        self.p.go_looking(now, reason)
+
+    # -- role interface ----------------------------------------------------------------------
+
+    def start(self, now: int) -> None:
+        for sid, info in sorted(self.p.stash.items()):
+            if sid in self.p.links:
+                self._follower_info(sid, info, now)
+        self.p.stash.clear()
+        if not self.stopped:
+            self._check_discovery(now)
+
+    def stop(self, now: int) -> None:
+        """Leaving LEADING: close every learner link and fast-forward logged proposals."""
+        self.stopped = True
+        for sid in list(self.learners):
+            self.p.emit(Disconnect(sid))
+        self.learners.clear()
+        self.p.fast_forward([o.txn for o in self.outstanding.values()], now)
+        self.outstanding.clear()
+
+    def link_up(self, sid: int, now: int) -> None:
+        pass  # the learner speaks first (FOLLOWERINFO)
+
+    def link_down(self, sid: int, now: int) -> None:
+        self.learners.pop(sid, None)
+
+    def send_leader(self, msg: Any) -> None:  # pragma: no cover - the leader has no leader
+        raise AssertionError("the leader does not forward")
+
+    def receive(self, sender: int, msg: Any, now: int) -> None:
+        if isinstance(msg, m.FollowerInfo):
+            self._follower_info(sender, msg, now)
+            return
+        h = self.learners.get(sender)
+        if h is None:
+            return  # not registered on this link (or dropped): ignore
+        h.last_heard = now
+        if isinstance(msg, m.Ack):
+            self._ack(h, msg.zxid, now)
+        elif isinstance(msg, m.Ping):
+            for session_id, _timeout in msg.touches:
+                self.p.core.sessions.touch(session_id, now)
+        elif isinstance(msg, m.AckEpoch):
+            self._ack_epoch(h, msg, now)
+        elif isinstance(msg, m.Request):
+            if self.established:
+                self.write(msg.origin_sid, msg.session_id, msg.cxid, msg.op, msg.req,
+                           msg.auth_ids, now)
+        elif isinstance(msg, m.Revalidate):
+            valid = self.revalidate(sender, msg.session_id, msg.timeout, now)
+            self.p.send(sender, m.RevalidateReply(msg.session_id, valid))
+        elif isinstance(msg, m.SyncRequest):
+            self.sync(sender, msg.id, now)
+
+    # -- discovery --------------------------------------------------------------------------------
+
+    def _follower_info(self, sid: int, info: m.FollowerInfo, now: int) -> None:
+        observer = info.observer or sid in self.cfg.observers
+        if not observer and not self._voter(sid):
+            self.p.emit(Disconnect(sid))
+            return
+        h = self.learners[sid] = LearnerHandle(sid, observer, info.accepted_epoch, now)
+        if self.epoch is None:
+            self._check_discovery(now)
+        elif self.epoch_durable:
+            h.info_sent = True
+            self.p.send(sid, m.LeaderInfo(self.epoch))
+
+    def _check_discovery(self, now: int) -> None:
+        if self.epoch is not None:
+            return
+        voters = {self.sid} | {s for s, h in self.learners.items() if not h.observer}
+        if not self._is_quorum(voters):
+            return
+        epoch = max([self.p.accepted_epoch] + [h.accepted_epoch for h in self.learners.values()]) + 1
+        self.epoch = epoch
+        self.deadline = now + self.cfg.init_limit * self.cfg.tick_time
+        # The leader's acceptedEpoch is durable before it proposes the epoch to anyone.
+        self.p.persist_epoch("acceptedEpoch", epoch, self._epoch_durable, now)
+
+    def _epoch_durable(self, now: int) -> None:
+        assert self.epoch is not None
+        self.epoch_durable = True
+        self.p.update_vote_epoch(self.epoch)
+        self.epoch_acked.add(self.sid)
+        for h in self.learners.values():
+            if not h.info_sent:
+                h.info_sent = True
+                self.p.send(h.sid, m.LeaderInfo(self.epoch))
+        self._check_epoch_quorum(now)
+
+    def _ack_epoch(self, h: LearnerHandle, msg: m.AckEpoch, now: int) -> None:
+        if not self.epoch_durable or h.acked_epoch:
+            return
+        if not msg.already_accepted and (msg.current_epoch, msg.last_zxid) > self.summary:
+            # A learner knows a newer history than ours (Leader.waitForEpochAck).
+            if not self.epoch_quorum:
+                self._abandon(now, "learner %d is ahead of the leader" % h.sid)
+            else:
+                self._drop(h.sid, "ahead of the leader")
+            return
+        h.acked_epoch = True
+        h.last_zxid = msg.last_zxid
+        if not h.observer:
+            self.epoch_acked.add(h.sid)
+        if self.epoch_quorum:
+            self._sync(h, now)
+        else:
+            self._check_epoch_quorum(now)
+
+    def _check_epoch_quorum(self, now: int) -> None:
+        if self.epoch_quorum or not self.epoch_durable or not self._is_quorum(self.epoch_acked):
+            return
+        assert self.epoch is not None
+        # Only now (a quorum promised the epoch and none is ahead of us) may anybody be
+        # synchronised: truncating a learner to our history earlier could destroy a
+        # committed txn that a later ACKEPOCH would have shown we lack.
+        self.epoch_quorum = True
+        self.phase = SYNC
+        self.deadline = now + self.cfg.init_limit * self.cfg.tick_time
+        # Our own NEWLEADER ack is our currentEpoch being durable; our log needs nothing more
+        # (everything in it was logged before this role began).
+        self.p.persist_epoch("currentEpoch", self.epoch, self._current_durable, now)
+        for h in list(self.learners.values()):
+            if h.acked_epoch and not h.synced:
+                self._sync(h, now)
+
+    def _current_durable(self, now: int) -> None:
+        self.newleader_acked.add(self.sid)
+        self._check_established(now)
+
+    # -- synchronisation (LearnerHandler.syncFollower) -------------------------------------------
+
+    def _sync(self, h: LearnerHandle, now: int) -> None:
+        assert self.epoch is not None
+        if self.established:
+            committed = self.last_committed
+        else:
+            committed = self.last_proposed  # all of it is committed once we are established
+        # Followers get outstanding proposals too (PROPOSAL without COMMIT); observers only
+        # what is committed (later commits reach them as INFORM).
+        upto = committed if h.observer else self.last_proposed
+        msgs = self._sync_packets(h.last_zxid, upto, committed)
+        for msg in msgs:
+            self.p.send(h.sid, msg)
+        self.p.send(h.sid, m.NewLeader(make_zxid(self.epoch, 0), ""))
+        # In the forwarding set from this very step: the learner misses nothing proposed later.
+        h.synced = True
+        h.sync_upto = upto
+
+    def _sync_packets(self, peer_zxid: int, upto: int, committed: int) -> List[Any]:
+        history = [t for t in self.p.recent if t.zxid <= upto]
+        zxids = [t.zxid for t in history]
+
+        def pairs(after: int) -> List[Any]:
+            out: List[Any] = []
+            for t in history:
+                if t.zxid > after:
+                    out.append(m.Proposal(t))
+                    if t.zxid <= committed:
+                        out.append(m.Commit(t.zxid))
+            return out
+
+        if peer_zxid == upto:
+            return [m.Diff(upto)]
+        if peer_zxid < upto and peer_zxid in zxids:
+            return [m.Diff(upto)] + pairs(peer_zxid)
+        if zxids and zxids[0] <= peer_zxid:
+            # The learner has txns we do not (ahead, or diverged inside our window).  Truncate
+            # it to our last txn before its last zxid -- only if that txn is in the learner's
+            # own epoch: within one epoch a learner's log holds every counter in order, so it
+            # certainly has that txn and its log up to there is ours.  Otherwise SNAP.
+            prev = max(z for z in zxids if z < peer_zxid) if zxids[0] < peer_zxid else None
+            if prev is not None and epoch_of(prev) == epoch_of(peer_zxid):
+                return [m.Trunc(prev)] + pairs(prev)
+        if peer_zxid == 0 and not zxids and upto == 0:
+            return [m.Diff(0)]
+        return self._snap(pairs)
+
+    def _snap(self, pairs: Any) -> List[Any]:
+        from zktwist.storage.snapshot import snapshot_chunks
+
+        core = self.p.core
+        zxid = core.last_zxid
+        sessions = {sid: s.timeout for sid, s in core.sessions.sessions.items()}
+        data = b"".join(snapshot_chunks(core.tree, sessions, zxid, 1 << 30))
+        return [m.Snap(zxid, data)] + pairs(zxid)
+
+    def _ack(self, h: LearnerHandle, zxid: int, now: int) -> None:
+        assert self.epoch is not None
+        if zxid == make_zxid(self.epoch, 0):
+            if h.newleader_acked:
+                return
+            h.newleader_acked = True
+            if not h.observer:
+                self.newleader_acked.add(h.sid)
+                # Its NEWLEADER ack means every txn of its sync is durable there.
+                for z, o in self.outstanding.items():
+                    if z <= h.sync_upto:
+                        o.acks.add(h.sid)
+            if self.established:
+                h.uptodate = True
+                self.p.send(h.sid, m.UpToDate())
+                self._try_commit(now)
+            else:
+                self._check_established(now)
+            return
+        if h.observer or not h.newleader_acked:
+            return
+        prop = self.outstanding.get(zxid)
+        if prop is not None:
+            prop.acks.add(h.sid)
+            self._try_commit(now)
+
+    def _check_established(self, now: int) -> None:
+        if self.established or self.sid not in self.newleader_acked:
+            return
+        if not self._is_quorum(self.newleader_acked):
+            return
+        assert self.epoch is not None
+        self.established = True
+        self.phase = BROADCAST
+        core = self.p.core
+        # Every txn in our log is committed now (a quorum holds it durably under this epoch).
+        self.last_committed = self.last_proposed
+        self.p.trace("established", epoch=self.epoch, zxid=self.last_committed, leader=self.sid)
+        core.prep.rollback_all(make_zxid(self.epoch, 0))
+        # The leader alone owns expiry: every session gets a full timeout from now
+        # (LeaderZooKeeperServer creates its session tracker from the database).
+        for session_id in list(core.sessions.sessions):
+            core.sessions.touch(session_id, now)
+        for h in self.learners.values():
+            if h.newleader_acked and not h.uptodate:
+                h.uptodate = True
+                self.p.send(h.sid, m.UpToDate())
+        self.p.set_serving(True)
+        self.p.trace("leading", epoch=self.epoch, zxid=self.last_committed, leader=self.sid)
+
+    # -- broadcast ------------------------------------------------------------------------------------
+
+    def write(self, origin: int, session_id: int, cxid: int, op: int, req: Any,
+              auth_ids: Any, now: int) -> None:
+        """Prep a client write (from this server or forwarded by ``origin``) and propose it."""
+        if not self.established or not self._room_for_zxid(now):
+            return
+        prep = self.p.core.prep
+        if op == OpCode.createSession:
+            txn = prep.prep_create_session(session_id, req[0], now)
+            self.create_owner[session_id] = origin
+        elif op == OpCode.closeSession:
+            txn = prep.prep_close_session(session_id, cxid, now)
+        elif op == OpCode.deleteContainer and isinstance(req, str):
+            txn = prep.prep_delete_container(req, now)
+        elif op == OpCode.reconfig:
+            # Room for dynamic reconfiguration: disabled, as in 3.8 by default.
+            txn = Txn(session_id, cxid, prep.next_zxid(), now, OpCode.error, (Err.RECONFIGDISABLED,))
+        else:
+            # owner=origin: a session attached to another server gets SESSIONMOVED.
+            txn = prep.prep(session_id, cxid, op, req, auth_ids, now, owner=origin)
+        self._propose(txn, now)
+
+    def _room_for_zxid(self, now: int) -> bool:
+        if counter_of(self.p.core.prep.last_zxid) >= MAX_COUNTER:
+            # The zxid counter would roll over: a new epoch is needed (XidRolloverException).
+            self._abandon(now, "zxid counter roll-over")
+            return False
+        return True
+
+    def _propose(self, txn: Txn, now: int) -> None:
+        zxid = txn.zxid
+        self.last_proposed = zxid
+        self.outstanding[zxid] = Outstanding(txn)
+        for h in self.learners.values():
+            if h.synced and not h.observer:
+                self.p.send(h.sid, m.Proposal(txn))
+        # Our own ACK counts only once our own append is durable.
+        self.p.log_txns([txn], lambda at: self._self_ack(zxid, at))
+
+    def _self_ack(self, zxid: int, now: int) -> None:
+        o = self.outstanding.get(zxid)
+        if o is not None:
+            o.acks.add(self.sid)
+            self._try_commit(now)
+
+    def _try_commit(self, now: int) -> None:
+        minority = "commit_on_minority" in self.p.unsafe
+        while self.outstanding:
+            zxid, o = next(iter(self.outstanding.items()))
+            if minority:
+                # UNSAFE (test-only switch 'commit_on_minority'): any single ACK commits.
+                if not o.acks:
+                    break
+            elif not self._is_quorum(o.acks):
+                break
+            del self.outstanding[zxid]
+            self._commit(o.txn, now)
+
+    def _commit(self, txn: Txn, now: int) -> None:
+        zxid = txn.zxid
+        self.last_committed = zxid
+        assert self.epoch is not None
+        self.p.trace("committed", epoch=self.epoch, zxid=zxid, txn=txn, leader=self.sid)
+        for h in self.learners.values():
+            if h.synced:
+                self.p.send(h.sid, m.Inform(txn) if h.observer else m.Commit(zxid))
+        self.p.apply_txn(txn, now)
+        if txn.type == OpCode.createSession:
+            owner = self.create_owner.pop(txn.session_id, None)
+            if owner is not None:
+                self.p.core.sessions.set_owner(txn.session_id, owner)
+        while self.sync_waiters and self.sync_waiters[0][0] <= zxid:
+            _, sid, target = self.sync_waiters.popleft()
+            self._answer_sync(sid, target)
+
+    # -- sessions and sync ----------------------------------------------------------------------------
+
+    def revalidate(self, origin: int, session_id: int, timeout: int, now: int) -> bool:
+        """A client reattached at ``origin``: touch the session and make ``origin`` its owner."""
+        sessions = self.p.core.sessions
+        if not self.established or not sessions.touch(session_id, now, timeout):
+            return False
+        sessions.set_owner(session_id, origin)
+        return True
+
+    def sync(self, sid: Optional[int], target: Any, now: int) -> None:
+        """Answer once every proposal made before now is committed (sid None: our own client)."""
+        if not self.established:
+            return
+        if not self.outstanding:
+            self._answer_sync(sid, target)
+        else:
+            self.sync_waiters.append((self.last_proposed, sid, target))
+
+    def _answer_sync(self, sid: Optional[int], target: Any) -> None:
+        if sid is None:
+            from zktwist.quorum.effects import SyncDone
+
+            self.p.emit(SyncDone(target, self.p.core.last_zxid))
+        elif sid in self.learners:
+            self.p.send(sid, m.SyncReply(target, self.last_committed))
+
+    # -- time -------------------------------------------------------------------------------------------
+
+    def tick(self, now: int) -> None:
+        cfg = self.cfg
+        if not self.established and now > self.deadline:
+            self._abandon(now, "no quorum within initLimit (%s)" % self.phase)
+            return
+        if now >= self.next_ping:
+            self.next_ping = now + max(cfg.tick_time // 2, 1)
+            for h in self.learners.values():
+                self.p.send(h.sid, m.Ping(self.last_proposed))
+        for h in list(self.learners.values()):
+            limit = cfg.sync_limit if h.newleader_acked else cfg.init_limit
+            if now - h.last_heard > limit * cfg.tick_time:
+                self._drop(h.sid, "silent for %d ms" % (now - h.last_heard))
+        if not self.established:
+            return
+        synced = {self.sid} | {h.sid for h in self.learners.values()
+                               if h.newleader_acked and not h.observer}
+        if not self._is_quorum(synced):
+            self._abandon(now, "lost the quorum of synced followers")
+            return
+        core = self.p.core
+        # Only the leader expires sessions and reaps containers/TTL nodes.
+        for session_id in core.expired_sessions(now):
+            if not self._room_for_zxid(now):
+                return
+            self._propose(core.prep.prep_close_session(session_id, 0, now), now)
+        if now >= self.next_reap:
+            self.next_reap = now + cfg.reap_interval
+            for path in core.reapable(now):
+                if not self._room_for_zxid(now):
+                    return
+                self._propose(core.prep.prep_delete_container(path, now), now)
