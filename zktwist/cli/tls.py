@@ -25,7 +25,7 @@ import argparse
 import datetime
 import os
 import sys
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 # cryptography is imported where it is used: `zktwist <anything>` builds this
 # command's parser, and should not pay for it.
@@ -278,7 +278,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_parsers(sub: Any) -> None:
+    """Add `tls init` to the `zktwist` command (sub: its subparsers action)."""
     t = sub.add_parser("tls", help="TLS certificates for an ensemble's quorum links")
     tsub = t.add_subparsers(dest="tls_command", metavar="COMMAND")
 
