@@ -150,6 +150,13 @@ class Checker:
         elif kind == "truncated":
             self._sync_core(sid)
             self.pos[sid] = t.zxid
+        elif kind == "looking":
+            # Leaving a role fast-forwards the core over every logged txn, untraced
+            # (ZKDatabase.fastForwardDataBase): the server continues from there.
+            self._sync_core(sid)
+            core = getattr(self.world.servers[sid].peer, "core", None)
+            if core is not None:
+                self.pos[sid] = core.last_zxid
 
     def _established(self, sid: int, t: Trace) -> None:
         epoch = t.epoch
