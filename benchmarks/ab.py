@@ -186,7 +186,7 @@ FIGURES = {
     "client_cpu_pct": "client_cpu", "server_cpu_pct": "server_cpu", "errors": "errors",
     "rss_per_znode": "rss_per_znode", "rss_after": "rss_after", "rss_before": "rss_before",
     "heap_per_znode": "heap_per_znode", "heap_after": "heap_after", "heap_before": "heap_before",
-    "fill_seconds": "fill_seconds",
+    "fill_seconds": "fill_seconds", "other_cpu_pct": "other_cpu",
 }
 
 
@@ -213,6 +213,23 @@ def run_one(workload: str, server: Server, duration: float, warmup: float) -> Di
             return parse_bench_json(f.read())
     finally:
         os.unlink(path)
+
+
+def background_busy(seconds: float = 2.0) -> float:
+    """% of one CPU the machine spent busy over ``seconds`` (our servers idle meanwhile)."""
+    from zktwist.cli.bench import machine_cpu
+    c0, t0 = machine_cpu(), time.perf_counter()
+    time.sleep(seconds)
+    return 100 * (machine_cpu() - c0) / (time.perf_counter() - t0)
+
+
+def wait_quiet(limit_pct: float, max_wait: float) -> float:
+    """Wait (up to ``max_wait`` s) until other work uses under ``limit_pct`` of one CPU; the last reading."""
+    deadline = time.monotonic() + max_wait
+    busy = background_busy()
+    while busy > limit_pct and time.monotonic() < deadline:
+        busy = background_busy(5.0)
+    return busy
 
 
 # ---------------------------------------------------------------------------
@@ -262,9 +279,10 @@ def describe(r: Dict[str, float], fill: bool) -> str:
             parts.append("heap %.0f B/znode (%.0f MiB)" % (r["heap_per_znode"], r.get("heap_after", 0) / 2**20))
         parts.append("cpu %.0f%%" % r.get("server_cpu", 0))
         return ", ".join(parts)
-    return "%s/s p50 %s p99 %s p999 %s ms, cpu client %.0f%% server %.0f%%" % (
+    return "%s/s p50 %s p99 %s p999 %s ms, cpu client %.0f%% server %.0f%% other %.0f%%" % (
         _fmt_ops(r.get("ops", 0)), _fmt_ms(r.get("p50", 0)), _fmt_ms(r.get("p99", 0)),
-        _fmt_ms(r.get("p999", 0)), r.get("client_cpu", 0), r.get("server_cpu", 0))
+        _fmt_ms(r.get("p999", 0)), r.get("client_cpu", 0), r.get("server_cpu", 0),
+        r.get("other_cpu", 0))
 
 
 def ratio_cells(med: Dict[Tuple[str, str], Dict[str, float]], workload: str) -> Dict[str, Optional[float]]:
@@ -392,6 +410,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--server-warmup", type=float, default=15.0,
                    help="seconds of unmeasured mix-8x100 load on each long-running server after it "
                         "starts (lets the JVM's JIT compile the hot paths before round 1)")
+    p.add_argument("--quiet-pct", type=float, default=0.0,
+                   help="before each workload's A/B pair, wait until the machine's other work uses "
+                        "under this %% of one CPU (0: do not wait); the reading is kept as 'background'")
+    p.add_argument("--quiet-wait", type=float, default=120.0, help="longest wait for --quiet-pct, seconds")
     p.add_argument("--java-opts", default="", help="extra JVM options for Apache ZooKeeper, e.g. -Xmx2g")
     p.add_argument("--json", default="", metavar="FILE", help="write every figure as JSON")
     p.add_argument("--profile-dir", default="", help="also py-spy zktwist once per workload, summaries here")
@@ -424,10 +446,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         return running[side]
 
     started = time.time()
+    status = 0
     try:
         if not args.profile_only:
             for rnd in range(1, args.rounds + 1):
                 for w in workloads:
+                    background = None
+                    if args.quiet_pct > 0:
+                        for side in sides:
+                            if not is_fill(w):
+                                server_for(side, False)
+                        background = wait_quiet(args.quiet_pct, args.quiet_wait)
                     for side in sides:
                         srv = server_for(side, is_fill(w))
                         try:
@@ -436,6 +465,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                             if is_fill(w):
                                 srv.stop()
                         rec: Result = {"workload": w, "server": side, "round": rnd, **figs}
+                        if background is not None:
+                            rec["background"] = background
                         results.append(rec)
                         print("round %d %-28s %-8s %s" % (rnd, w, side, describe(figs, is_fill(w))), flush=True)
         if args.profile_dir:
@@ -448,8 +479,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         srv.stop()
                 print("profile of zktwist under %s: %s" % (w, path), flush=True)
     except KeyboardInterrupt:
-        print("interrupted; stopping the servers", file=sys.stderr)
-        return 130
+        print("interrupted; stopping the servers (figures so far below)", file=sys.stderr)
+        status = 130
     finally:
         for srv in running.values():
             srv.stop()
@@ -463,7 +494,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         with open(args.json, "w") as f:
             json.dump({"started": started, "rounds": args.rounds, "duration": args.duration,
                        "workloads": {w: WORKLOADS[w] for w in workloads}, "results": results}, f, indent=1)
-    return 0
+    return status
 
 
 if __name__ == "__main__":

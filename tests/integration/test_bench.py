@@ -52,6 +52,7 @@ def test_load_with_idle_sessions_watches_and_auto_pid(server, tmp_path, capsys):
     assert res["server_pid"] == server.proc.pid
     assert res["server_cpu_pct"] > 0 and res["client_cpu_pct"] > 0 and res["client_total_cpu_s"] > 0
     assert res["config"]["idle_sessions"] == 20
+    assert res["machine_cpu_pct"] > 0 and res["other_cpu_pct"] >= 0 and res["cpus"] >= 1
     printed = capsys.readouterr().out
     assert "idle_sessions=20 watches=200" in printed and "server_cpu=" in printed
     # everything the bench created is gone, and so are its sessions' watches

@@ -299,6 +299,17 @@ def _resolve_pid(spec: Any, port: int) -> int:
     return int(spec)
 
 
+def machine_cpu() -> float:
+    """CPU seconds all CPUs have spent busy since boot (/proc/stat: all but idle and iowait)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    busy = sum(fields[:8]) - fields[3] - (fields[4] if len(fields) > 4 else 0)
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 def _self_cpu() -> float:
     """CPU seconds of this process and its reaped children."""
     total = 0.0
@@ -542,9 +553,11 @@ def _load(args: argparse.Namespace, host: str, port: int, base: str, setup: Sess
         measure_from = t0.value + args.warmup
         _sleep_until(measure_from)
         s_cpu0 = proc_cpu(server_pid) if server_pid else 0.0
+        m_cpu0 = machine_cpu()
         w0 = time.perf_counter()
         _sleep_until(measure_from + args.duration)
         s_cpu1 = proc_cpu(server_pid) if server_pid else 0.0
+        m_cpu1 = machine_cpu()
         window = time.perf_counter() - w0
         latencies: List[float] = []
         errors = 0
@@ -567,9 +580,15 @@ def _load(args: argparse.Namespace, host: str, port: int, base: str, setup: Sess
         "p999_ms": pct(latencies, 0.999) * 1000,
         "errors": errors,
         "client_cpu_pct": 100 * client_cpu / args.duration,
+        # every CPU's busy time in the window, in % of one CPU: minus client and server it
+        # is what else ran on the machine (noise from other work)
+        "machine_cpu_pct": 100 * (m_cpu1 - m_cpu0) / window,
+        "cpus": os.cpu_count() or 0,
     })
     if server_pid:
         res["server_cpu_pct"] = 100 * (s_cpu1 - s_cpu0) / window
+        res["other_cpu_pct"] = max(0.0, res["machine_cpu_pct"] - res["server_cpu_pct"]
+                                   - res["client_cpu_pct"])
     try:
         setup.pipeline([(OP_DELETE, delete_body(p)) for p in paths + wpaths])
     except ConnectionError:
@@ -647,6 +666,10 @@ def format_result(args: argparse.Namespace, res: Dict[str, Any]) -> List[str]:
     if res.get("server_pid"):
         line += " server_cpu=%.0f%% (pid %d)" % (res["server_cpu_pct"], res["server_pid"])
     line += " client_total_cpu=%.1fs (incl. set-up and idle sessions)" % res["client_total_cpu_s"]
+    lines.append(line)
+    line = "machine_cpu=%.0f%% of %d CPUs x 100%%" % (res["machine_cpu_pct"], res["cpus"])
+    if "other_cpu_pct" in res:
+        line += " (other processes: %.0f%%)" % res["other_cpu_pct"]
     lines.append(line)
     return lines
 
