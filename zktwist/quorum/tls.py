@@ -23,9 +23,11 @@ nothing (a loopback ensemble shares 127.0.0.1), so:
 from __future__ import annotations
 
 import re
-from typing import Any, FrozenSet, List, NoReturn, Optional
+from typing import Any, Dict, FrozenSet, List, NoReturn, Optional, Tuple
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+import OpenSSL
 from OpenSSL import crypto
 from service_identity import CertificateError, VerificationError
 from service_identity.cryptography import verify_certificate_hostname
@@ -35,6 +37,7 @@ from twisted.logger import Logger
 DOMAIN = "zktwist"
 _NAME = re.compile(r"^server(0|[1-9][0-9]{0,2})\.zktwist$")
 _MIN_TLS = ssl.TLSVersion.TLSv1_2
+_PYOPENSSL: Tuple[int, ...] = tuple(int(p) for p in OpenSSL.__version__.split(".")[:2])
 
 log = Logger()
 
@@ -140,22 +143,26 @@ class QuorumTLS:
         cert_pem = key_pem if cert_file == key_file else _read(cert_file, "ssl.quorum.certFile")
         ca_pem = _read(ca_file, "ssl.quorum.caFile")
         try:
-            key = ssl.KeyPair.load(key_pem, crypto.FILETYPE_PEM)
-        except crypto.Error:
-            raise QuorumTLSError("ssl.quorum.keyFile: %s holds no PEM private key" % key_file)
+            self.key = serialization.load_pem_private_key(key_pem, password=None)
+        except (ValueError, TypeError):
+            raise QuorumTLSError("ssl.quorum.keyFile: %s holds no unencrypted PEM private key"
+                                 % key_file)
         try:
-            cert = ssl.Certificate.loadPEM(cert_pem)
-        except crypto.Error:
+            # The first certificate in the file (Apache's PEM key store may follow it with
+            # its chain).
+            self.cert = x509.load_pem_x509_certificate(cert_pem)
+        except ValueError:
             raise QuorumTLSError("ssl.quorum.certFile: %s holds no PEM certificate" % cert_file)
         try:
-            self.ca = ssl.Certificate.loadPEM(ca_pem)
-        except crypto.Error:
+            ca = x509.load_pem_x509_certificate(ca_pem)
+        except ValueError:
             raise QuorumTLSError("ssl.quorum.caFile: %s holds no PEM certificate" % ca_file)
-        if cert.getPublicKey().keyHash() != key.keyHash():
+        spki = serialization.PublicFormat.SubjectPublicKeyInfo
+        if (self.cert.public_key().public_bytes(serialization.Encoding.DER, spki)
+                != self.key.public_key().public_bytes(serialization.Encoding.DER, spki)):
             raise QuorumTLSError("ssl.quorum.keyFile: %s is not the key of %s"
                                  % (key_file, cert_file))
-        self.certificate = ssl.PrivateCertificate.fromCertificateAndKeyPair(cert, key)
-        self.server_ids = certificate_server_ids(cert)
+        self.server_ids = certificate_server_ids(self.cert)
         if my_sid is not None and self.server_ids != {my_sid}:
             # A member started with another member's files would be refused by
             # every peer; say so at start-up instead.
@@ -164,6 +171,7 @@ class QuorumTLS:
                 "zktwist tls init writes one certificate per server)"
                 % (cert_file, ", ".join(server_name(n) for n in sorted(self.server_ids))
                    or "no server", my_sid, server_name(my_sid)))
+        self.ca = ssl.Certificate(crypto.X509.from_cryptography(ca))
         self._trust = ssl.trustRootFromCertificates([self.ca])
         self._server_options: Optional[ssl.CertificateOptions] = None
 
@@ -183,8 +191,7 @@ class QuorumTLS:
         """
         if self._server_options is None:
             self._server_options = ssl.CertificateOptions(
-                privateKey=self.certificate.privateKey.original,
-                certificate=self.certificate.original,
+                **self._own(),
                 trustRoot=self._trust,
                 raiseMinimumTo=_MIN_TLS,
             )
@@ -193,8 +200,17 @@ class QuorumTLS:
     def client_options(self, sid: int) -> Any:
         """Connecting side to server ``sid``: it must present a certificate for ``server<sid>.zktwist``."""
         return ssl.optionsForClientTLS(
-            server_name(sid), trustRoot=self._trust, clientCertificate=self.certificate,
-            extraCertificateOptions={"raiseMinimumTo": _MIN_TLS})
+            server_name(sid), trustRoot=self._trust,
+            # Our certificate, as clientCertificate= would give it, minus deprecations.
+            extraCertificateOptions=dict(self._own(), raiseMinimumTo=_MIN_TLS))
+
+    def _own(self) -> Dict[str, Any]:
+        """Our key and certificate for pyOpenSSL: cryptography objects from 24.3 on
+        (passing its own PKey/X509 is deprecated there), its own types before."""
+        if _PYOPENSSL >= (24, 3):
+            return {"privateKey": self.key, "certificate": self.cert}
+        return {"privateKey": crypto.PKey.from_cryptography_key(self.key),  # type: ignore
+                "certificate": crypto.X509.from_cryptography(self.cert)}
 
     # Quorum (Zab) and election links use the same material and checks.
     quorum_server_options = election_server_options = server_options
