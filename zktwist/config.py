@@ -363,8 +363,8 @@ class ServerConfig:
                 text = f.readline().strip()
         except FileNotFoundError:
             raise self._err("dataDir", "%s is missing: a member of an ensemble finds its server "
-                            "id N (of its server.N line) there; write it with: echo N > %s"
-                            % (myid, myid))
+                            "id N (of its server.N line) there; write it with: mkdir -p %s && "
+                            "echo N > %s" % (myid, self.data_dir, myid))
         except OSError as e:
             raise self._err("dataDir", "cannot read %s: %s" % (myid, e.strerror))
         try:
