@@ -17,7 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clients", type=int, default=3, metavar="C")
     p.add_argument("--duration", type=int, default=6000, metavar="MS",
                    help="simulated ms of the fault phase (then heal, liveness, settle)")
-    p.add_argument("--faults", choices=("mixed", "none"), default="mixed")
+    p.add_argument("--faults", choices=("mixed", "crashes", "partitions", "none"), default="mixed",
+                   help="fault profile (default mixed)")
     p.add_argument("--unsafe", action="append", default=[], choices=UNSAFE, metavar="NAME",
                    help="turn on a deliberate bug (test-only): " + ", ".join(UNSAFE))
     p.add_argument("--trace", action="store_true", help="print the step log")

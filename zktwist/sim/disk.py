@@ -16,7 +16,12 @@ from typing import Any, Callable, Deque, Tuple
 from zktwist.quorum.effects import AppendTxns
 from zktwist.server.peerstore import run_storage_op
 from zktwist.sim.events import EventQueue
+from zktwist.storage.errors import StorageError
 from zktwist.storage.memory import MemoryBackend
+
+
+def _raise(op: Any, error: Exception) -> None:
+    raise error
 
 
 class DiskConfig:
@@ -42,6 +47,7 @@ class Disk:
         self.busy_until = 0
         self.generation = 0
         self.done: Callable[[Any], None] = lambda op: None
+        self.failed: Callable[[Any, Exception], None] = _raise
         self.completed = 0
 
     def op_delay(self) -> int:
@@ -61,7 +67,13 @@ class Disk:
         if generation != self.generation or not self.pending:
             return
         _, op = self.pending.popleft()
-        run_storage_op(self.backend, op)
+        try:
+            run_storage_op(self.backend, op)
+        except (ValueError, StorageError) as e:
+            # The backend refused what the peer asked (a log that goes backwards, say):
+            # production would stop the server; here it is a finding.
+            self.failed(op, e)
+            return
         self.completed += 1
         self.done(op)
 

@@ -37,13 +37,22 @@ from zktwist.storage.memory import MemoryBackend
 
 PeerFactory = Callable[..., Any]
 
+#: fault kind -> weight, per ``--faults`` profile
+FAULT_PROFILES: Dict[str, Dict[str, int]] = {
+    "mixed": {"crash": 20, "double_crash": 6, "partition": 12, "isolate_leader": 8, "cut": 10,
+              "reset": 15, "election_loss": 5, "quorum_loss": 5, "minority_then_crash": 8},
+    "crashes": {"crash": 10, "double_crash": 10, "minority_then_crash": 30, "reset": 5},
+    "partitions": {"partition": 20, "isolate_leader": 20, "cut": 15, "reset": 5, "crash": 5},
+    "none": {},
+}
+
 
 class SimConfig:
     """Everything a run depends on besides the seed (the replay command names it all)."""
 
     def __init__(self, servers: int = 3, observers: int = 0, clients: int = 3,
                  duration: int = 6000, unsafe: Tuple[str, ...] = (), liveness_bound: int = 30000,
-                 settle: int = 3000, tick_time: int = 100, init_limit: int = 10,
+                 settle: int = 2000, tick_time: int = 100, init_limit: int = 10,
                  sync_limit: int = 5, session_timeout: int = 4000, request_timeout: int = 2000,
                  faults: str = "mixed", trace: bool = False) -> None:
         self.servers = servers
@@ -110,7 +119,10 @@ class World:
         self.observers = set(range(n + 1, n + k + 1))
         self.sids = list(range(1, n + k + 1))
         self.servers: Dict[int, SimServer] = {}
-        self.disk_config = DiskConfig()
+        # a third of the runs (all of 'crashes') get slow disks: wide windows between a
+        # write being handed to the disk and being durable
+        slow = config.faults == "crashes" or rng.random() < 0.33
+        self.disk_config = DiskConfig(min_ms=3, max_ms=40) if slow else DiskConfig()
         for sid in self.sids:
             drift = rng.randint(-2000, 2000) if rng.random() < 0.7 else rng.randint(-20000, 20000)
             clock = Clock(offset=rng.randrange(0, 10_000_000), drift_ppm=drift)
@@ -119,6 +131,7 @@ class World:
             disk = Disk(self.queue, rng, backend, self.disk_config)
             srv = SimServer(sid, sid in self.voters, clock, backend, disk)
             disk.done = self._disk_done_for(srv)
+            disk.failed = self._disk_failed_for(srv)
             self.servers[sid] = srv
         self.checker = Checker(self)
         self._inc_counter = 0
@@ -148,7 +161,11 @@ class World:
             fx.Trace: self._fx_trace,
         }
         from zktwist.quorum.election import Notification
+        from zktwist.quorum.messages import Ack
         self._election_type = Notification
+        self._ack_type = Ack
+        self._ack_trigger: Optional[Set[int]] = None
+        self._ack_armed = False
 
     # -- the step log ----------------------------------------------------------------
 
@@ -252,6 +269,12 @@ class World:
                 self._run(srv, srv.peer.storage_done(op.seq, now))
         return done
 
+    def _disk_failed_for(self, srv: SimServer) -> Callable[[Any, Exception], None]:
+        def failed(op: Any, error: Exception) -> None:
+            self.checker.violation("s%d: storage refused %s #%d: %s" % (
+                srv.sid, type(op).__name__, op.seq, error))
+        return failed
+
     # -- effects --------------------------------------------------------------------------
 
     def _run(self, srv: SimServer, effects: Any) -> None:
@@ -269,6 +292,12 @@ class World:
             self.net.send_election(srv.sid, e.to, e.msg)
         else:
             self.net.send_quorum(srv.sid, e.to, e.msg)
+            trigger = self._ack_trigger
+            if (trigger is not None and self._ack_armed and type(e.msg) is self._ack_type
+                    and srv.sid not in trigger and srv.disk.pending):
+                self._ack_armed = False
+                self.log("s%d ACKed with its disk busy: power cut soon" % srv.sid)
+                self.queue.after(self.rng.randint(3, 12), self._crash_all_but, trigger)
 
     def _fx_connect(self, srv: SimServer, e: fx.Connect) -> None:
         self.log("s%d connect s%d" % (srv.sid, e.to))
@@ -500,8 +529,7 @@ class World:
         return None
 
     def _schedule_faults(self) -> None:
-        mode = self.config.faults
-        if mode == "none":
+        if not FAULT_PROFILES[self.config.faults]:
             return
         t = 0
         while True:
@@ -514,55 +542,117 @@ class World:
         if self.phase != "faults":
             return
         rng = self.rng
-        r = rng.random()
-        everyone = set(self.sids)
+        weights = FAULT_PROFILES[self.config.faults]
+        r = rng.randrange(sum(weights.values()))
+        for kind, w in weights.items():
+            if r < w:
+                break
+            r -= w
+        getattr(self, "_fault_" + kind)()
+
+    def _restart_later(self, sid: int, lo: int = 50, hi: int = 3000) -> None:
+        self.queue.after(self.rng.randint(lo, hi), self._restart_if_faults, sid)
+
+    def _fault_crash(self) -> None:
+        """Crash a server (the leader half the time); it restarts later."""
+        lead = self.leader()
+        rng = self.rng
+        victim = lead if lead is not None and rng.random() < 0.5 else rng.choice(self.sids)
+        if self.servers[victim].inc:
+            self.crash_server(victim)
+            self._restart_later(victim)
+
+    def _fault_double_crash(self) -> None:
         live = [s for s in self.sids if self.servers[s].inc]
-        if r < 0.25:
-            # crash a server (the leader half the time) and restart it later
-            lead = self.leader()
-            victim = lead if lead is not None and rng.random() < 0.5 else rng.choice(self.sids)
-            if self.servers[victim].inc:
-                self.crash_server(victim)
-                self.queue.after(rng.randint(50, 3000), self._restart_if_faults, victim)
-        elif r < 0.40:
-            side = set(rng.sample(self.sids, rng.randint(1, max(1, len(self.sids) // 2))))
-            self.log("partition %s | %s" % (sorted(side), sorted(everyone - side)))
+        for victim in self.rng.sample(live, min(2, len(live))):
+            self.crash_server(victim)
+            self._restart_later(victim, 50, 2000)
+
+    def _fault_partition(self) -> None:
+        rng = self.rng
+        everyone = set(self.sids)
+        side = set(rng.sample(self.sids, rng.randint(1, max(1, len(self.sids) // 2))))
+        self.log("partition %s | %s" % (sorted(side), sorted(everyone - side)))
+        self.stats["partitions"] += 1
+        self.net.partition(side, everyone)
+        self.queue.after(rng.randint(100, 3000), self._heal_cuts)
+
+    def _fault_isolate_leader(self) -> None:
+        lead = self.leader()
+        if lead is not None:
+            self.log("isolate leader s%d" % lead)
             self.stats["partitions"] += 1
-            self.net.partition(side, everyone)
-            self.queue.after(rng.randint(100, 3000), self._heal_cuts)
-        elif r < 0.50:
-            lead = self.leader()
-            if lead is not None:
-                self.log("isolate leader s%d" % lead)
-                self.stats["partitions"] += 1
-                self.net.partition({lead}, everyone)
-                self.queue.after(rng.randint(100, 3000), self._heal_cuts)
-        elif r < 0.62:
-            a, b = rng.sample(self.sids, 2)
-            self.log("cut s%d -> s%d" % (a, b))
-            self.stats["cuts"] += 1
-            self.net.cut(a, b)
-            self.queue.after(rng.randint(100, 3000), self._heal_one, a, b)
-        elif r < 0.80:
-            conns = self.net.open_conns()
-            if conns:
-                c = rng.choice(conns)
-                self.log("reset s%d-s%d" % (c.a, c.b))
-                self.stats["resets"] += 1
-                self.net.reset(c.a, c.b)
-        elif r < 0.86:
-            self.log("election loss burst")
-            self.net.config.election_loss = 0.3
-            self.queue.after(rng.randint(200, 1500), self._end_loss)
-        elif r < 0.92:
-            self.log("quorum loss burst")
-            self.net.config.quorum_loss = 0.01
-            self.queue.after(rng.randint(200, 1500), self._end_loss)
-        else:
-            # crash two servers at once (a majority of 3!) and bring them back
-            for victim in rng.sample(live, min(2, len(live))):
-                self.crash_server(victim)
-                self.queue.after(rng.randint(50, 2000), self._restart_if_faults, victim)
+            self.net.partition({lead}, set(self.sids))
+            self.queue.after(self.rng.randint(100, 3000), self._heal_cuts)
+
+    def _fault_cut(self) -> None:
+        a, b = self.rng.sample(self.sids, 2)
+        self.log("cut s%d -> s%d" % (a, b))
+        self.stats["cuts"] += 1
+        self.net.cut(a, b)
+        self.queue.after(self.rng.randint(100, 3000), self._heal_one, a, b)
+
+    def _fault_reset(self) -> None:
+        conns = self.net.open_conns()
+        if conns:
+            c = self.rng.choice(conns)
+            self.log("reset s%d-s%d" % (c.a, c.b))
+            self.stats["resets"] += 1
+            self.net.reset(c.a, c.b)
+
+    def _fault_election_loss(self) -> None:
+        self.log("election loss burst")
+        self.net.config.election_loss = 0.3
+        self.queue.after(self.rng.randint(200, 1500), self._end_loss)
+
+    def _fault_quorum_loss(self) -> None:
+        self.log("quorum loss burst")
+        self.net.config.quorum_loss = 0.01
+        self.queue.after(self.rng.randint(200, 1500), self._end_loss)
+
+    def _fault_minority_then_crash(self) -> None:
+        """Cut off a minority of voters, let the rest commit alone, then power-cut the rest.
+
+        Everything committed meanwhile lives only on the crashed majority's disks; once
+        they restart and the minority rejoins, a txn a server ACKed before it was
+        durable is gone (ack_before_durable), and a correct ensemble loses nothing.
+        """
+        rng = self.rng
+        lead = self.leader()
+        if lead is None or self._ack_trigger is not None:
+            return
+        voters = sorted(self.voters)
+        f = (len(voters) - 1) // 2
+        followers = [s for s in voters if s != lead]
+        minority = set(rng.sample(followers, f))
+        everyone = set(self.sids)
+        self.log("minority %s cut off" % sorted(minority))
+        self.stats["partitions"] += 1
+        self.net.partition(minority, everyone)
+        # Some txns commit on the majority alone; then the power cut comes a few ms after
+        # some follower of the majority sends an ACK while its disk still has work queued
+        # (the window ack_before_durable opens), or at a random time if none does.
+        self._ack_trigger = minority
+        self._ack_armed = False
+        self.queue.after(rng.randint(150, 600), self._arm_ack_trigger, minority)
+        self.queue.after(rng.randint(700, 1500), self._crash_all_but, minority)
+
+    def _arm_ack_trigger(self, minority: Set[int]) -> None:
+        if self._ack_trigger is minority:
+            self._ack_armed = True
+
+    def _crash_all_but(self, minority: Set[int]) -> None:
+        if self.phase != "faults" or self._ack_trigger is not minority:
+            return
+        self._ack_trigger = None
+        self.log("power cut on everyone but %s" % sorted(minority))
+        lead = self.leader()
+        for sid in self.sids:
+            if sid not in minority and self.servers[sid].inc:
+                self.crash_server(sid)
+                # the old leader often stays down longer than its followers
+                self._restart_later(sid, 20, 3000 if sid == lead else 400)
+        self.net.heal()
 
     def _restart_if_faults(self, sid: int) -> None:
         if self.phase == "faults":
@@ -624,6 +714,11 @@ class World:
             client.stopped = True
         end = q.now + cfg.settle
         while not checker.violations and q.next_time() >= 0 and q.next_time() <= end:
+            q.step()
+        # then until the serving servers agree (a session expiring may still be committing)
+        end += cfg.settle
+        while (not checker.violations and not checker.tips_agree() and q.next_time() >= 0
+               and q.next_time() <= end):
             q.step()
         if not checker.violations:
             checker.final()
