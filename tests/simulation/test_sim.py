@@ -85,15 +85,16 @@ def test_a_quiet_run_commits_and_is_linearizable() -> None:
 
 @pytest.mark.parametrize("faults", ["mixed", "crashes", "partitions"])
 def test_three_voters(faults: str) -> None:
-    sweep(range(1, 81), SimConfig(duration=4000, faults=faults))
+    sweep(range(1, 101), SimConfig(duration=4000, faults=faults))
 
 
-def test_five_voters_and_observers() -> None:
-    sweep(range(1, 41), SimConfig(servers=5, observers=1, clients=4, duration=4000))
+@pytest.mark.parametrize("faults,seeds", [("mixed", range(1, 41)), ("crashes", range(41, 71))])
+def test_five_voters_and_an_observer(faults: str, seeds: range) -> None:
+    sweep(seeds, SimConfig(servers=5, observers=1, clients=4, duration=4000, faults=faults))
 
 
 def test_three_voters_two_observers_crashes() -> None:
-    sweep(range(100, 130), SimConfig(observers=2, duration=4000, faults="crashes"))
+    sweep(range(100, 140), SimConfig(observers=2, duration=4000, faults="crashes"))
 
 
 @pytest.mark.slow

@@ -491,7 +491,7 @@ class World:
         client.finish(now, result)
         if r.record and r.kind not in ("read", "syncread") and result is not None:
             self.write_acks += 1
-            self._write_acked(now)
+            self._write_acked(now, r.call)
         self.log("c%d %s %s -> %r" % (client.cid, r.kind, r.path, result))
         if not client.stopped:
             self.queue.after(self.rng.randint(0, 30), self._client_issue, client)
@@ -511,11 +511,20 @@ class World:
         if not client.stopped:
             self.queue.after(self.rng.randint(5, 100), self._client_connect, client)
 
-    def _write_acked(self, now: int) -> None:
+    def _write_acked(self, now: int, call: int) -> None:
+        """A write issued at ``call`` was acknowledged at ``now``.
+
+        Failover time: from a serving leader's crash to the first acknowledged write
+        issued after it (one in flight at the crash does not show the new leader works).
+        """
         if self.leader_crashes:
+            waiting = []
             for t in self.leader_crashes:
-                self.failovers.append(now - t)
-            self.leader_crashes = []
+                if call >= t:
+                    self.failovers.append(now - t)
+                else:
+                    waiting.append(t)
+            self.leader_crashes = waiting
         if self.phase == "liveness" and self.first_write_after_heal is None:
             self.first_write_after_heal = now
 
