@@ -150,7 +150,8 @@ class QuorumPeer:
         self.role: Any = None  # Leader | Learner
         self._gen = 0
         self._seq = 0
-        self._callbacks: Deque[Tuple[int, int, Callable[[int], None]]] = deque()
+        self._callbacks: Deque[Tuple[int, int, Optional[Callable[[int], None]],
+                                     Optional[Callable[[int], None]]]] = deque()
         self.links: set = set()
         self.stash: Dict[int, m.FollowerInfo] = {}
         self.election = FastLeaderElection(
@@ -233,14 +234,15 @@ class QuorumPeer:
         self._out.append(Trace(kind, **kw))
 
     def store(self, make: Callable[[int], Any],
-              then: Optional[Callable[[int], None]] = None) -> int:
-        """Emit a storage effect with the next seq; ``then(now)`` runs once it is durable
-        (only if the role that asked is still the current one)."""
+              then: Optional[Callable[[int], None]] = None,
+              always: Optional[Callable[[int], None]] = None) -> int:
+        """Emit a storage effect with the next seq; once it is durable ``then(now)`` runs if
+        the role that asked is still the current one, ``always(now)`` in any case."""
         self._seq += 1
         seq = self._seq
         self._out.append(make(seq))
-        if then is not None:
-            self._callbacks.append((seq, self._gen, then))
+        if then is not None or always is not None:
+            self._callbacks.append((seq, self._gen, then, always))
         return seq
 
     def log_txns(self, txns: Sequence[Txn], then: Optional[Callable[[int], None]] = None) -> int:
@@ -256,19 +258,20 @@ class QuorumPeer:
                       now: int) -> None:
         """Durably store acceptedEpoch/currentEpoch; the in-memory value and ``then`` follow
         only once it is durable."""
-        def done(at: int) -> None:
+        def durable(at: int) -> None:
+            # Even if the role that asked is gone: memory follows what is on disk.
             if key == ACCEPTED_EPOCH:
                 self._accepted_epoch = max(self._accepted_epoch, value)
             else:
                 self._current_epoch = max(self._current_epoch, value)
-            then(at)
 
         if key == ACCEPTED_EPOCH and "forget_accepted_epoch" in self.unsafe:
             # UNSAFE (test-only switch 'forget_accepted_epoch'): the promise is never
             # written, so a restart comes back with acceptedEpoch 0.
-            done(now)
+            durable(now)
+            then(now)
             return
-        self.store(lambda seq: SetMeta(seq, key, str(value)), done)
+        self.store(lambda seq: SetMeta(seq, key, str(value)), then, durable)
 
     def fast_forward(self, txns: Sequence[Txn], now: int) -> None:
         """Apply logged txns the core does not have yet (leaving a role; no 'applied' trace)."""
@@ -401,8 +404,10 @@ class QuorumPeer:
     def storage_done(self, seq: int, now: int) -> Effects:
         cbs = self._callbacks
         while cbs and cbs[0][0] <= seq:
-            _, gen, fn = cbs.popleft()
-            if gen == self._gen:
+            _, gen, fn, always = cbs.popleft()
+            if always is not None:
+                always(now)
+            if fn is not None and gen == self._gen:
                 fn(now)
         return self._drain()
 
