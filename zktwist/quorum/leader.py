@@ -367,7 +367,8 @@ class Leader:
         for h in self.learners.values():
             if h.synced and not h.observer:
                 self.p.send(h.sid, m.Proposal(txn))
-        # Our own ACK counts only once our own append is durable.
+        # Our own ACK counts only once our own append is durable (the leader's crash must not
+        # lose a txn it counted towards a quorum).
         self.p.log_txns([txn], lambda at: self._self_ack(zxid, at))
 
     def _self_ack(self, zxid: int, now: int) -> None:

@@ -157,7 +157,8 @@ class Learner:
         self.phase = EPOCH
 
         def durable(at: int) -> None:
-            # acceptedEpoch is durable: only now may we promise it (ACKEPOCH).
+            # acceptedEpoch is durable: only now may we promise it (ACKEPOCH); a restart
+            # can never come back willing to accept a lower epoch again.
             self.phase = SYNC
             self.send_leader(m.AckEpoch(p.current_epoch, p.last_logged, False))
 
@@ -212,6 +213,10 @@ class Learner:
         self.newleader_seen = True
         txns, self.sync_buf = self.sync_buf, []
         self.queue.extend(txns)
+        # DEEP BUGS ZOOKEEPER-3911 / ZOOKEEPER-4646 / ZOOKEEPER-4643 / ZOOKEEPER-4685 are
+        # prevented here: the sync txns are logged first, currentEpoch is persisted after
+        # them (storage runs in order), the in-memory currentEpoch (our vote) moves only
+        # when that SetMeta is durable, and the NEWLEADER ACK waits for it.
         if txns:
             p.log_txns(txns)  # first every txn of the sync ...
         sent = [False]
@@ -258,7 +263,7 @@ class Learner:
             self.p.log_txns([txn])
             self.send_leader(m.Ack(zxid))
             return
-        # ACK only once the proposal is durable here.
+        # ACK only once the proposal is durable here (a crash cannot take back an ACKed txn).
         self.p.log_txns([txn], lambda at: self.send_leader(m.Ack(zxid)))
 
     def _commit(self, zxid: int, now: int) -> None:
