@@ -6,6 +6,7 @@ from typing import Any, List
 
 import pytest
 
+from zktwist.core.txn import Txn
 from zktwist.core.sessions import session_password
 from zktwist.proto.consts import Err, OpCode
 from zktwist.quorum import effects as fx
@@ -333,3 +334,22 @@ def test_observer_learns_by_inform_and_never_votes() -> None:
     c.run_for(3000)
     assert c.leader() is None
     assert not c.peer(obs).serving
+
+
+def test_an_expiry_close_does_not_answer_a_pending_write_with_cxid_0() -> None:
+    c = Cluster()
+    leader = c.stable()
+    peer = c.peer(leader)
+    sid = c.connect(leader, timeout=5000).session_id
+    # the client's first write (cxid 0) is waiting while the leader's expiry closes the session
+    peer.pending_writes[(sid, 0)] = "write-token"
+    close = peer.core.prep.prep_close_session(sid, 0, c.now)
+    peer.apply_txn(close, c.now)
+    assert not any(isinstance(e, fx.WriteDone) for e in peer._drain())
+    assert peer.pending_writes[(sid, 0)] == "write-token"
+    # a client's own close with the same key is answered
+    peer.pending_closes[(sid, 7)] = "close-token"
+    close2 = Txn(sid, 7, close.zxid + 1, c.now, OpCode.closeSession, ((),))
+    peer.apply_txn(close2, c.now)
+    done = [e for e in peer._drain() if isinstance(e, fx.WriteDone)]
+    assert [d.token for d in done] == ["close-token"]

@@ -244,6 +244,13 @@ class Leader:
 
     def _sync_packets(self, peer_zxid: int, upto: int, committed: int) -> List[Any]:
         history = [t for t in self.p.recent if t.zxid <= upto]
+        # Outstanding proposals are newer than our applied tree (the SNAP) and must reach
+        # the learner even when more of them are pending than the window holds.
+        first = history[0].zxid if history else None
+        older = [o.txn for z, o in self.outstanding.items()
+                 if z <= upto and (first is None or z < first)]
+        if older:
+            history = older + history
         zxids = [t.zxid for t in history]
 
         def pairs(after: int) -> List[Any]:

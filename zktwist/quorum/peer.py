@@ -163,6 +163,7 @@ class QuorumPeer:
         self._serving = False
         # clients: what this server is waiting for on their behalf
         self.pending_writes: Dict[Tuple[int, int], Any] = {}
+        self.pending_closes: Dict[Tuple[int, int], Any] = {}
         self.pending_sessions: Dict[int, Any] = {}
         self.pending_revalidations: Dict[int, Deque[Tuple[Any, int]]] = {}
         self.pending_syncs: Dict[int, Any] = {}
@@ -293,7 +294,10 @@ class QuorumPeer:
                 if not self.is_leader:
                     self.touches[txn.session_id] = txn.body[0]
         else:
-            token = self.pending_writes.pop((txn.session_id, txn.cxid), None)
+            # A closeSession answers only a client's close: an expiry's close (cxid 0) must
+            # not be taken for that session's pending write with cxid 0.
+            pending = self.pending_closes if txn.type == OpCode.closeSession else self.pending_writes
+            token = pending.pop((txn.session_id, txn.cxid), None)
             if token is not None:
                 self._out.append(WriteDone(token, txn, result))
         return result
@@ -315,6 +319,7 @@ class QuorumPeer:
         if not serving:
             # Outstanding client requests are dropped: their outcome is unknown to the client.
             self.pending_writes.clear()
+            self.pending_closes.clear()
             self.pending_sessions.clear()
             self.pending_revalidations.clear()
             self.pending_syncs.clear()
@@ -466,7 +471,7 @@ class QuorumPeer:
     def client_close(self, token: Any, session_id: int, cxid: int, now: int) -> Effects:
         if not self._serving or self.role is None:
             return []
-        self.pending_writes[(session_id, cxid)] = token
+        self.pending_closes[(session_id, cxid)] = token
         self._submit(session_id, cxid, OpCode.closeSession, (), (), now)
         return self._drain()
 
