@@ -42,10 +42,27 @@ _hdr = struct.Struct(">iqi")
 WORKLOADS = ("get", "set", "create", "mix", "exists-watch", "fill")
 
 OP_CREATE, OP_DELETE, OP_EXISTS, OP_GETDATA, OP_SETDATA, OP_PING = 1, 2, 3, 4, 5, 11
+OP_SYNC = 9
+
+
+def parse_hosts(text: str) -> List[Tuple[str, int]]:
+    """``h1:p1,h2:p2`` -> [(h1, p1), (h2, p2)] (``--hosts``)."""
+    out = []
+    for item in text.split(","):
+        item = item.strip()
+        if item:
+            h, _, p = item.rpartition(":")
+            out.append((h or "127.0.0.1", int(p)))
+    if not out:
+        raise ValueError("--hosts: no host:port given")
+    return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", default="127.0.0.1:2181", help="host:port")
+    p.add_argument("--hosts", default="",
+                   help="host:port,host:port,...: an ensemble; load sessions go round-robin to "
+                        "these servers (set-up, idle sessions and server figures use the first)")
     p.add_argument("--sessions", type=int, default=8)
     p.add_argument("--outstanding", type=int, default=100, help="requests in flight per session")
     p.add_argument("--workload", choices=WORKLOADS, default="get")
@@ -402,7 +419,12 @@ def _worker(host: str, port: int, paths: List[str], base: str, args: Dict, ready
     rng = random.Random(os.getpid())
     value = b"x" * args["value_size"]
     try:
-        sessions = [Session(host, port) for _ in paths]
+        addrs = args.get("addrs") or [(host, port)]
+        first, stride = args.get("index0", 0), args.get("stride", 1)
+        sessions = [Session(*addrs[(first + j * stride) % len(addrs)]) for j in range(len(paths))]
+        if len(addrs) > 1:
+            for s, path in zip(sessions, paths):
+                s.call(OP_SYNC, _ustr(path))  # see the set-up's creates on this member
     except ConnectionError as e:
         ready.put(str(e))
         return
@@ -536,6 +558,8 @@ def _load(args: argparse.Namespace, host: str, port: int, base: str, setup: Sess
                 "value_size": args.value_size, "warmup": args.warmup, "duration": args.duration}
         workers = []
         for w in range(procs):
+            if getattr(args, "hosts", ""):
+                opts = dict(opts, addrs=parse_hosts(args.hosts), index0=w, stride=procs)
             pr = ctx.Process(target=_worker, args=(host, port, paths[w::procs], base, opts,
                                                    ready, go, t0, queue))
             pr.start()
@@ -675,6 +699,8 @@ def format_result(args: argparse.Namespace, res: Dict[str, Any]) -> List[str]:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if getattr(args, "hosts", ""):
+        args.server = "%s:%d" % parse_hosts(args.hosts)[0]
     host, _, port_s = args.server.rpartition(":")
     port = int(port_s)
     cpu_start = _self_cpu()
