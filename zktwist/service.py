@@ -8,6 +8,13 @@ The tree is a :class:`MultiService` of named children, started in order:
 ``storage`` (opens the log and recovers the tree), ``sessions`` (expiry
 ticks), ``containers`` (container and TTL reaping), ``autopurge`` (old
 snapshots and logs) and ``client`` (the client port).  Stopping runs in reverse, so the port closes before the log.
+
+An ensemble member (``server.N`` lines) has ``storage`` (recovers the peer:
+tree, log window, epochs), ``election`` and ``quorum`` (the peer links, TLS
+when sslQuorum), ``peer`` (starts the election and ticks the QuorumPeer),
+``autopurge`` and ``client``; its client port is open from the start but
+closes every client connection until the peer serves (as Apache ZooKeeper's
+does while it is not running).
 """
 
 from __future__ import annotations
@@ -16,11 +23,12 @@ import sys
 from typing import Any, Optional
 
 from twisted.application import internet, service
-from twisted.internet import endpoints
+from twisted.internet import endpoints, task
 from twisted.logger import Logger
 
 from zktwist import __version__
-from zktwist.config import ConfigError, ServerConfig
+from zktwist.config import ServerConfig
+from zktwist.server.ensemble import EnsembleClientFactory, EnsembleServer
 from zktwist.server.standalone import ClientFactory, StandaloneServer
 from zktwist.storage.errors import StorageError
 from zktwist.storage.registry import make_backend
@@ -68,7 +76,7 @@ class StorageService(service.Service):
 class ClientPortService(internet.StreamServerEndpointService):
     """The client port; remembers the listening port so tests and embedders can ask for it."""
 
-    def __init__(self, reactor: Any, config: ServerConfig, factory: ClientFactory) -> None:
+    def __init__(self, reactor: Any, config: ServerConfig, factory: Any) -> None:
         endpoint = endpoints.TCP4ServerEndpoint(
             reactor, config.client_port, interface=config.client_port_address)
         super().__init__(endpoint, factory)
@@ -86,20 +94,80 @@ class ClientPortService(internet.StreamServerEndpointService):
         return port
 
 
-class ZKTwistService(service.MultiService):
-    """A standalone zktwist server as one Twisted service."""
+class EnsembleStorageService(service.Service):
+    """Opens the log and rebuilds the peer (tree, committed-log window, epochs) before the
+    links or the client port start."""
 
-    def __init__(self, config: ServerConfig, reactor: Optional[Any] = None) -> None:
+    def __init__(self, server: EnsembleServer) -> None:
+        self.server = server
+        self.recovered = False
+
+    def _recover(self) -> None:
+        if self.recovered:
+            return
+        self.recovered = True
+        zxid = self.server.recover()
+        log.info("zktwist {version}: server.{sid} of {n}, recovered to zxid 0x{zxid:x}",
+                 version=__version__, sid=self.server.sid, n=len(self.server.config.servers),
+                 zxid=zxid)
+
+    def privilegedStartService(self) -> None:
+        try:
+            self._recover()
+        except StorageError as e:
+            sys.stderr.write("zktwist: error: %s\n" % e)
+            sys.stderr.flush()
+            log.critical("zktwist cannot start: {error}", error=str(e))
+            raise SystemExit(1)
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        self._recover()
+        super().startService()
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.server.shutdown()
+
+
+class PeerService(service.Service):
+    """Starts the election once the links listen, and ticks the peer (finer than tickTime/2)."""
+
+    def __init__(self, server: EnsembleServer, reactor: Any) -> None:
+        self.server = server
+        self.reactor = reactor
+        self._ticks: Optional[task.LoopingCall] = None
+
+    def startService(self) -> None:
+        super().startService()
+        self.server.start_peer()
+        interval = min(self.server.config.tick_time / 2.0, EnsembleServer.TICK_MS) / 1000.0
+        self._ticks = task.LoopingCall(self.server.tick)
+        self._ticks.clock = self.reactor
+        self._ticks.start(interval, now=False)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._ticks is not None and self._ticks.running:
+            self._ticks.stop()
+        self._ticks = None
+        self.server.stop_peer()
+
+
+class ZKTwistService(service.MultiService):
+    """A zktwist server (standalone, or one member of an ensemble) as one Twisted service."""
+
+    def __init__(self, config: ServerConfig, reactor: Optional[Any] = None,
+                 network: Optional[Any] = None) -> None:
         super().__init__()
-        if config.is_ensemble:
-            raise ConfigError(
-                "%s: server.N: this zktwist runs standalone only; ensemble mode (%d servers) "
-                "arrives with the quorum and election services. Remove the server.N lines "
-                "to run standalone" % (config.path, len(config.servers)))
         if reactor is None:
             from twisted.internet import reactor as default_reactor
             reactor = default_reactor
         self.config = config
+        self.server: Any
+        if config.is_ensemble:
+            self._build_ensemble(config, reactor, network)
+            return
         self.server = StandaloneServer(config, make_backend(config), reactor)
         storage = StorageService(self.server)
         storage.setName("storage")
@@ -123,6 +191,36 @@ class ZKTwistService(service.MultiService):
         self.client.setName("client")
         self.client.setServiceParent(self)
 
+    def _build_ensemble(self, config: ServerConfig, reactor: Any, network: Optional[Any]) -> None:
+        """storage, election, quorum, peer, autopurge, client: started in this order."""
+        server = EnsembleServer(config, make_backend(config), reactor)
+        self.server = server
+        storage = EnsembleStorageService(server)
+        storage.setName("storage")
+        storage.setServiceParent(self)
+        if network is None:
+            from zktwist.quorum.tls import QuorumTLS
+            from zktwist.quorum.transport import PeerNetwork
+
+            network = PeerNetwork(config, QuorumTLS.from_config(config), reactor)
+        self.network = network
+        server.attach_network(network)
+        network.election.setName("election")
+        network.election.setServiceParent(self)
+        network.quorum.setName("quorum")
+        network.quorum.setServiceParent(self)
+        peer = PeerService(server, reactor)
+        peer.setName("peer")
+        peer.setServiceParent(self)
+        if config.purge_interval_hours > 0:
+            purger = internet.TimerService(config.purge_interval_hours * 3600.0, server.purge)
+            purger.clock = reactor
+            purger.setName("autopurge")
+            purger.setServiceParent(self)
+        self.client = ClientPortService(reactor, config, EnsembleClientFactory(server))
+        self.client.setName("client")
+        self.client.setServiceParent(self)
+
     @property
     def port(self) -> Optional[int]:
         """The client port actually bound (useful with clientPort=0)."""
@@ -130,5 +228,7 @@ class ZKTwistService(service.MultiService):
         return lp.getHost().port if lp is not None else None
 
 
-def makeService(config: ServerConfig, reactor: Optional[Any] = None) -> ZKTwistService:
-    return ZKTwistService(config, reactor)
+def makeService(config: ServerConfig, reactor: Optional[Any] = None,
+                network: Optional[Any] = None) -> ZKTwistService:
+    """``network``: a PeerNetwork stand-in for an ensemble (tests); None builds the real one."""
+    return ZKTwistService(config, reactor, network)

@@ -202,3 +202,113 @@ class ApacheZooKeeperProcess(ServerProcess):
             "-cp", f"{ZOOKEEPER_CONF_DIR}:{ZOOKEEPER_JAR}",
             "org.apache.zookeeper.server.ZooKeeperServerMain", str(config),
         ]
+
+
+# -- zktwist ensembles ----------------------------------------------------------------------
+
+
+def zktwist_executable() -> str:
+    """The ``zktwist`` console script of the current environment."""
+    candidate = Path(sys.executable).parent / "zktwist"
+    return str(candidate) if candidate.exists() else (shutil.which("zktwist") or "zktwist")
+
+
+def tls_init(out_dir: Path, sids: List[int]) -> Path:
+    """``zktwist tls init --servers ... --out DIR``: a CA and one certificate per member."""
+    subprocess.run([zktwist_executable(), "tls", "init", "--servers",
+                    ",".join(str(s) for s in sids), "--out", str(out_dir)],
+                   check=True, capture_output=True, timeout=120)
+    return out_dir
+
+
+class ZKTwistEnsembleMember(ZKTwistProcess):
+    """Member ``sid`` of a zktwist ensemble: ``server.N`` lines, ``dataDir/myid``, quorum TLS.
+
+    ``servers`` maps every member's id to ``(client_port, quorum_port, election_port)``;
+    ``peer_addresses`` may name another host:quorum:election for a member as seen from
+    this one (a fault proxy sits there); ``tls_dir`` holds ``zktwist tls init``'s files,
+    or None for ``sslQuorum=false``.
+    """
+
+    name = "zktwist"
+
+    def __init__(self, sid: int, servers: Dict[int, "tuple[int, int, int]"],
+                 workdir: Path, tls_dir: Optional[Path] = None,
+                 extra_config: Optional[Dict[str, str]] = None,
+                 peer_addresses: Optional[Dict[int, str]] = None,
+                 tick_time: int = 500, init_limit: int = 10, sync_limit: int = 4) -> None:
+        super().__init__(workdir=workdir, port=servers[sid][0], extra_config=extra_config)
+        self._own_workdir = False
+        self.sid = sid
+        self.servers = dict(servers)
+        self.tls_dir = tls_dir
+        self.peer_addresses = dict(peer_addresses or {})
+        self.tick_time, self.init_limit, self.sync_limit = tick_time, init_limit, sync_limit
+
+    def server_line(self, sid: int) -> str:
+        client, quorum, election = self.servers[sid]
+        peer = self.peer_addresses.get(sid, "127.0.0.1:%d:%d" % (quorum, election))
+        return "server.%d=%s:participant;127.0.0.1:%d" % (sid, peer, client)
+
+    def config_lines(self) -> List[str]:
+        lines = [
+            f"tickTime={self.tick_time}",
+            f"initLimit={self.init_limit}",
+            f"syncLimit={self.sync_limit}",
+            f"dataDir={self.data_dir}",
+            "4lw.commands.whitelist=*",
+        ]
+        lines += [self.server_line(sid) for sid in sorted(self.servers)]
+        if self.tls_dir is None:
+            lines.append("sslQuorum=false")
+        else:
+            lines += ["sslQuorum=true",
+                      f"ssl.quorum.keyFile={self.tls_dir}/server{self.sid}.key",
+                      f"ssl.quorum.certFile={self.tls_dir}/server{self.sid}.pem",
+                      f"ssl.quorum.caFile={self.tls_dir}/ca.pem"]
+        lines += [f"{k}={v}" for k, v in self.extra_config.items()]
+        return lines
+
+    def write_config(self) -> Path:
+        path = super().write_config()
+        (self.data_dir / "myid").write_text(f"{self.sid}\n")
+        return path
+
+    def mode(self) -> Optional[str]:
+        """``Mode:`` from srvr (leader/follower/observer), or None while not serving."""
+        try:
+            text = four_letter(self.port, "srvr", timeout=2.0)
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith("Mode: "):
+                return line[6:].strip()
+        return None
+
+
+def zktwist_ensemble(workdir: Path, n: int = 3, tls: bool = True,
+                     **member_kw: object) -> List[ZKTwistEnsembleMember]:
+    """``n`` members on free loopback ports (not started), certificates made when ``tls``."""
+    ports: List[int] = []
+    while len(ports) < 3 * n:
+        p = free_port()
+        if p not in ports:
+            ports.append(p)
+    servers = {sid: (ports[3 * (sid - 1)], ports[3 * (sid - 1) + 1], ports[3 * (sid - 1) + 2])
+               for sid in range(1, n + 1)}
+    tls_dir = tls_init(workdir / "tls", list(servers)) if tls else None
+    return [ZKTwistEnsembleMember(sid, servers, workdir / f"member{sid}", tls_dir,
+                                  **member_kw)  # type: ignore[arg-type]
+            for sid in servers]
+
+
+def wait_for_modes(members: List[ZKTwistEnsembleMember], timeout: float = 30.0) -> Dict[int, str]:
+    """Wait until every member serves with exactly one leader; returns {sid: mode}."""
+    deadline = time.monotonic() + timeout
+    modes: Dict[int, Optional[str]] = {}
+    while time.monotonic() < deadline:
+        modes = {m.sid: m.mode() for m in members}
+        if all(modes.values()) and list(modes.values()).count("leader") == 1:
+            return {sid: str(mode) for sid, mode in modes.items()}
+        time.sleep(0.1)
+    raise TimeoutError(f"no stable leader after {timeout}s: {modes}")

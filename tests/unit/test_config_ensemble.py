@@ -310,7 +310,7 @@ def test_apache_pem_keystores(tmp_path: Path) -> None:
     assert msg.startswith("zoo.cfg: ssl.quorum.keyStore.location: /etc/zk/k.jks is not a PEM")
 
 
-# -- standalone stays as it was; the service refuses ensembles for now -------------------
+# -- standalone stays as it was; an ensemble gets its quorum services ---------------------
 
 def test_standalone_unchanged(tmp_path: Path) -> None:
     text = ("tickTime=2000\ndataDir=%s\nclientPort=2999\ninitLimit=10\nsyncLimit=5\n"
@@ -321,26 +321,34 @@ def test_standalone_unchanged(tmp_path: Path) -> None:
     assert c.effective()["serverId"] == "0"
 
 
-def test_service_refuses_an_ensemble_for_now(tmp_path: Path) -> None:
+def test_service_builds_an_ensemble_member(tmp_path: Path) -> None:
+    from twisted.application import service
+
+    from zktwist.server.ensemble import EnsembleServer
     from zktwist.service import makeService
+
+    class Net:
+        def __init__(self) -> None:
+            self.election, self.quorum = service.Service(), service.Service()
+
     c = ensemble(tmp_path)
-    with pytest.raises(ConfigError, match=r"^zoo.cfg: server.N: this zktwist runs standalone "
-                       r"only; ensemble mode \(3 servers\) arrives with the quorum"):
-        makeService(c)
+    svc = makeService(c, network=Net())
+    assert [s.name for s in svc] == ["storage", "election", "quorum", "peer", "autopurge",
+                                     "client"]
+    assert isinstance(svc.server, EnsembleServer) and svc.server.sid == 2
 
 
-def test_twistd_options_refuse_an_ensemble_with_one_line(tmp_path: Path) -> None:
+def test_twistd_options_build_an_ensemble_member(tmp_path: Path) -> None:
     (tmp_path / "myid").write_text("1")
     path = tmp_path / "zoo.cfg"
     path.write_text(cfg_text(tmp_path))
     code = ("from zktwist.tap import Options, makeService\n"
-            "o = Options(); o.parseOptions(['--config', %r])\nmakeService(o)\n" % str(path))
+            "o = Options(); o.parseOptions(['--config', %r])\n"
+            "print(' '.join(s.name for s in makeService(o)))\n" % str(path))
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=60)
-    assert r.returncode == 1
-    lines = r.stderr.splitlines()
-    assert lines[-1].startswith("zktwist: error: %s: server.N: this zktwist runs standalone" % path)
-    assert "Traceback" not in r.stderr
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["storage", "election", "quorum", "peer", "autopurge", "client"]
 
 
 def test_data_dir_override_reads_myid_there(tmp_path: Path) -> None:

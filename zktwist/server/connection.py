@@ -35,7 +35,12 @@ _framed_reply_header = struct.Struct(">iiqi")
 pack_framed_reply_header = _framed_reply_header.pack
 
 if TYPE_CHECKING:
+    from typing import Union
+
+    from zktwist.server.ensemble import EnsembleServer
     from zktwist.server.standalone import StandaloneServer
+
+    Server = Union[StandaloneServer, EnsembleServer]
 
 log = Logger()
 _int = struct.Struct(">i")
@@ -98,7 +103,11 @@ class Entry:
 
 
 class ClientConnection(Protocol):
-    def __init__(self, server: "StandaloneServer") -> None:
+    #: Queued request types answered only once the server says so (a write's txn applied;
+    #: an ensemble member's sync also waits for its leader).
+    AWAIT_OPS: "frozenset[int] | set[int]" = _UPDATE_OPS
+
+    def __init__(self, server: "Server") -> None:
         self.server = server
         self.state = INIT
         self._buf = bytearray()
@@ -398,9 +407,10 @@ class ClientConnection(Protocol):
     def drain(self) -> None:
         queue = self.queue
         server = self.server
+        awaited = self.AWAIT_OPS
         while queue:
             head = queue[0]
-            if head.op in _UPDATE_OPS:
+            if head.op in awaited:
                 if head.reply is None:
                     return
                 queue.popleft()

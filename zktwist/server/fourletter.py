@@ -30,8 +30,14 @@ from zktwist.storage.util import dir_size
 from zktwist.server.stats import java_double
 
 if TYPE_CHECKING:
+    from typing import Union
+
     from zktwist.server.connection import ClientConnection
+    from zktwist.server.ensemble import EnsembleServer
     from zktwist.server.standalone import StandaloneServer
+
+    # The words take either shell.
+    Server = Union[StandaloneServer, EnsembleServer]
 
 #: Version.getFullVersion(): "<version>-<revision>, built on <date>".  kazoo's server_version()
 #: and monitoring tools parse the leading "3.8.0".
@@ -60,7 +66,7 @@ def is_command(word: bytes) -> bool:
     return bytes(word) in _KNOWN
 
 
-def is_enabled(server: "StandaloneServer", word: str) -> bool:
+def is_enabled(server: "Server", word: str) -> bool:
     """FourLetterCommands.isEnabled: the whitelist, plus srvr always (zkServer.sh needs it)."""
     if word == "srvr":
         return True
@@ -123,7 +129,7 @@ def _elapsed_ms(wall_seconds: float) -> int:
 
 # -- srvr / stat / cons -------------------------------------------------------------------
 
-def _server_stats(server: "StandaloneServer") -> str:
+def _server_stats(server: "Server") -> str:
     """ServerStats.toString() then 'Node count: n'."""
     st = server.stats
     return (
@@ -134,12 +140,17 @@ def _server_stats(server: "StandaloneServer") -> str:
         + "Connections: %d\n" % len(server.connections)
         + "Outstanding: %d\n" % server.outstanding
         + "Zxid: 0x%s\n" % _hex(server.core.last_zxid)
-        + "Mode: standalone\n"
+        + "Mode: %s\n" % server_state(server)
         + "Node count: %d\n" % server.core.tree.node_count()
     )
 
 
-def _connections(server: "StandaloneServer") -> List["ClientConnection"]:
+def server_state(server: "Server") -> str:
+    """ServerStats.getServerState: standalone, or leader/follower/observer in an ensemble."""
+    return getattr(server, "mode", "standalone")
+
+
+def _connections(server: "Server") -> List["ClientConnection"]:
     return list(server.connections)
 
 
@@ -165,17 +176,17 @@ def _conn_info(c: "ClientConnection", current: "ClientConnection", brief: bool) 
     return out + ")"
 
 
-def ruok(server: "StandaloneServer", conn: "ClientConnection") -> str:
+def ruok(server: "Server", conn: "ClientConnection") -> str:
     return "imok"
 
 
-def srvr(server: "StandaloneServer", conn: "ClientConnection") -> str:
+def srvr(server: "Server", conn: "ClientConnection") -> str:
     if not server.serving:
         return NOT_SERVING
     return "Zookeeper version: %s\n" % VERSION_LINE + _server_stats(server)
 
 
-def stat(server: "StandaloneServer", conn: "ClientConnection") -> str:
+def stat(server: "Server", conn: "ClientConnection") -> str:
     if not server.serving:
         return NOT_SERVING
     out = ["Zookeeper version: %s\n" % VERSION_LINE, "Clients:\n"]
@@ -186,13 +197,13 @@ def stat(server: "StandaloneServer", conn: "ClientConnection") -> str:
     return "".join(out)
 
 
-def cons(server: "StandaloneServer", conn: "ClientConnection") -> str:
+def cons(server: "Server", conn: "ClientConnection") -> str:
     if not server.serving:
         return NOT_SERVING
     return "".join(_conn_info(c, conn, False) + "\n" for c in _connections(server)) + "\n"
 
 
-def crst(server: "StandaloneServer", conn: "ClientConnection") -> str:
+def crst(server: "Server", conn: "ClientConnection") -> str:
     if not server.serving:
         return NOT_SERVING
     for c in _connections(server):  # ServerCnxn.resetStats
@@ -204,7 +215,7 @@ def crst(server: "StandaloneServer", conn: "ClientConnection") -> str:
     return "Connection stats reset.\n"
 
 
-def srst(server: "StandaloneServer", conn: "ClientConnection") -> str:
+def srst(server: "Server", conn: "ClientConnection") -> str:
     if not server.serving:
         return NOT_SERVING
     server.stats.reset()
@@ -213,30 +224,30 @@ def srst(server: "StandaloneServer", conn: "ClientConnection") -> str:
 
 # -- conf / dirs / envi ------------------------------------------------------------------------
 
-def _snap_dir(server: "StandaloneServer") -> str:
+def _snap_dir(server: "Server") -> str:
     return os.path.join(os.path.abspath(server.config.data_dir), "version-2")
 
 
-def _log_dir(server: "StandaloneServer") -> str:
+def _log_dir(server: "Server") -> str:
     return os.path.join(os.path.abspath(server.config.data_log_dir or server.config.data_dir),
                         "version-2")
 
 
-def _data_dir_size(server: "StandaloneServer") -> int:
+def _data_dir_size(server: "Server") -> int:
     # ZooKeeperServer.getDataDirSize() measures snapLog.getDataDir(), which is the txn log
     # directory; getLogDirSize() measures the snapshot directory.  3.8.0 reports them so.
     return dir_size(_log_dir(server))
 
 
-def _log_dir_size(server: "StandaloneServer") -> int:
+def _log_dir_size(server: "Server") -> int:
     return dir_size(_snap_dir(server))
 
 
-def _client_port(server: "StandaloneServer") -> int:
+def _client_port(server: "Server") -> int:
     return int(getattr(server, "client_port", 0) or server.config.client_port)
 
 
-def conf(server: "StandaloneServer", conn: "ClientConnection") -> str:
+def conf(server: "Server", conn: "ClientConnection") -> str:
     """ZooKeeperServer.dumpConf."""
     if not server.serving:
         return NOT_SERVING
@@ -253,12 +264,23 @@ def conf(server: "StandaloneServer", conn: "ClientConnection") -> str:
         ("minSessionTimeout", cfg.min_session_timeout),
         ("maxSessionTimeout", cfg.max_session_timeout),
         ("clientPortListenBacklog", -1),
-        ("serverId", 0),
+        ("serverId", cfg.my_id if cfg.is_ensemble and cfg.my_id is not None else 0),
     ]
-    return "".join("%s=%s\n" % kv for kv in items)
+    out = "".join("%s=%s\n" % kv for kv in items)
+    if cfg.is_ensemble and cfg.me is not None:
+        # QuorumZooKeeperServer.dumpConf: the quorum keys, then the membership
+        # (QuorumMaj.toString, which ends without a newline).
+        me = cfg.me
+        from zktwist.server.ensemble import ensemble_config_text
+        out += "".join("%s=%s\n" % kv for kv in (
+            ("initLimit", cfg.init_limit), ("syncLimit", cfg.sync_limit),
+            ("electionAlg", cfg.election_alg), ("electionPort", me.election_port),
+            ("quorumPort", me.quorum_port), ("peerType", 1 if me.is_observer else 0)))
+        out += "membership: \n" + ensemble_config_text(cfg)
+    return out
 
 
-def dirs(server: "StandaloneServer", conn: "ClientConnection") -> str:
+def dirs(server: "Server", conn: "ClientConnection") -> str:
     if not server.serving:
         return NOT_SERVING
     return "datadir_size: %d\nlogdir_size: %d\n" % (_data_dir_size(server), _log_dir_size(server))
@@ -340,7 +362,7 @@ def _environment() -> List[Tuple[str, str]]:
     ]
 
 
-def envi(server: "StandaloneServer", conn: "ClientConnection") -> str:
+def envi(server: "Server", conn: "ClientConnection") -> str:
     return "Environment:\n" + "".join("%s=%s\n" % kv for kv in _environment())
 
 
@@ -353,7 +375,7 @@ def _open_fds() -> int:
         return 0
 
 
-def _approximate_data_size(server: "StandaloneServer") -> int:
+def _approximate_data_size(server: "Server") -> int:
     """DataTree.cachedApproximateDataSize: len(path) + len(data) over every node.
 
     Apache ZooKeeper's nodes map holds the root twice ("" and "/") and counts the system nodes
@@ -367,7 +389,7 @@ def _approximate_data_size(server: "StandaloneServer") -> int:
     return tree.approximate_data_size + builtin
 
 
-def monitor_values(server: "StandaloneServer") -> List[Tuple[str, object]]:
+def monitor_values(server: "Server") -> List[Tuple[str, object]]:
     """What ``mntr`` prints, as (key without 'zk_', value), in 3.8.0 standalone's order."""
     st = server.stats
     tree = server.core.tree
@@ -375,7 +397,7 @@ def monitor_values(server: "StandaloneServer") -> List[Tuple[str, object]]:
     values: List[Tuple[str, object]] = [
         # ZooKeeperServer.dumpMonitorValues
         ("version", VERSION_LINE),
-        ("server_state", "standalone"),
+        ("server_state", server_state(server)),
         # the gauges ZooKeeperServer.registerMetrics registers
         ("ephemerals_count", tree.ephemeral_count()),
         ("num_alive_connections", len(server.connections)),
@@ -402,8 +424,44 @@ def monitor_values(server: "StandaloneServer") -> List[Tuple[str, object]]:
         ("min_client_response_size", sizes.min),
         ("non_mtls_local_conn_count", st.non_mtls_local_conn_count),
     ]
+    if getattr(server, "peer", None) is not None:
+        values[2:2] = [("peer_state", _peer_state(server))]
+        values.extend(_quorum_values(server))
     # the ServerMetrics counters and summaries zktwist measures
     values.extend(st.metric_values())
+    return values
+
+
+def _peer_state(server: "Server") -> str:
+    """QuorumPeer.getDetailedPeerState: 'following - broadcast' and the like."""
+    state = {"leader": "leading", "follower": "following", "observer": "observing"}.get(
+        server_state(server), "looking")
+    return state + (" - broadcast" if server.serving else "")
+
+
+def _quorum_values(server: "Server") -> List[Tuple[str, object]]:
+    """The gauges QuorumZooKeeperServer/LeaderZooKeeperServer register, and zktwist's own
+    per-server request counters (reads answered here, writes forwarded to the leader)."""
+    cfg = server.config
+    values: List[Tuple[str, object]] = [("quorum_size", len(cfg.voters))]
+    role = getattr(server, "leader_role", None)
+    if role is not None:
+        learners = list(role.learners.values())
+        followers = [h for h in learners if not h.observer]
+        synced = [h for h in followers if h.synced]
+        values += [
+            ("learners", len(learners)),
+            # 3.4's name for the learners gauge, which monitoring still asks for
+            ("followers", len(learners)),
+            ("synced_followers", len(synced)),
+            ("synced_non_voting_followers", 0),
+            ("synced_observers", sum(1 for h in learners if h.observer and h.synced)),
+            ("pending_syncs", len(role.sync_waiters)),
+        ]
+    values += [
+        ("zktwist_local_reads", getattr(server, "local_reads", 0)),
+        ("zktwist_forwarded_writes", getattr(server, "forwarded_writes", 0)),
+    ]
     return values
 
 
@@ -420,7 +478,7 @@ def _mntr_value(value: object) -> str:
     return str(value)
 
 
-def mntr(server: "StandaloneServer", conn: "ClientConnection") -> str:
+def mntr(server: "Server", conn: "ClientConnection") -> str:
     if not server.serving:
         return NOT_SERVING
     return "".join("zk_%s\t%s\n" % (k, _mntr_value(v)) for k, v in monitor_values(server))
@@ -438,7 +496,7 @@ def _expiry_dump(buckets: Dict[int, List[str]], total: int) -> str:
     return "".join(out)
 
 
-def _session_buckets(server: "StandaloneServer") -> Tuple[Dict[int, List[str]], int]:
+def _session_buckets(server: "Server") -> Tuple[Dict[int, List[str]], int]:
     tracker = server.core.sessions
     buckets: Dict[int, List[str]] = {}
     for sid, s in tracker.sessions.items():
@@ -449,7 +507,7 @@ def _session_buckets(server: "StandaloneServer") -> Tuple[Dict[int, List[str]], 
     return buckets, len(tracker.sessions)
 
 
-def _connection_buckets(server: "StandaloneServer") -> Tuple[Dict[int, List[str]], int]:
+def _connection_buckets(server: "Server") -> Tuple[Dict[int, List[str]], int]:
     """NIOServerCnxnFactory's cnxnExpiryQueue: each connection expires its timeout after its
     last I/O, rounded up to the next multiple of the sessionless connection timeout."""
     interval = SESSIONLESS_CNXN_TIMEOUT
@@ -469,7 +527,7 @@ def _connection_buckets(server: "StandaloneServer") -> Tuple[Dict[int, List[str]
     return buckets, len(conns)
 
 
-def dump(server: "StandaloneServer", conn: "ClientConnection") -> str:
+def dump(server: "Server", conn: "ClientConnection") -> str:
     if not server.serving:
         return NOT_SERVING
     tree = server.core.tree
@@ -490,7 +548,7 @@ def _session_of(watcher: object) -> int:
     return int(getattr(watcher, "session_id", 0) or 0)
 
 
-def wchs(server: "StandaloneServer", conn: "ClientConnection") -> str:
+def wchs(server: "Server", conn: "ClientConnection") -> str:
     """DataTree.dumpWatchesSummary: the data watch table's WatchManager.toString()."""
     if not server.serving:
         return NOT_SERVING
@@ -501,7 +559,7 @@ def wchs(server: "StandaloneServer", conn: "ClientConnection") -> str:
     return "%d connections watching %d paths\nTotal watches:%d\n" % (watchers, paths, total)
 
 
-def wchc(server: "StandaloneServer", conn: "ClientConnection") -> str:
+def wchc(server: "Server", conn: "ClientConnection") -> str:
     """DataTree.dumpWatches(byPath=false): data watches by connection."""
     if not server.serving:
         return NOT_SERVING
@@ -514,7 +572,7 @@ def wchc(server: "StandaloneServer", conn: "ClientConnection") -> str:
     return "".join(out) + "\n"
 
 
-def wchp(server: "StandaloneServer", conn: "ClientConnection") -> str:
+def wchp(server: "Server", conn: "ClientConnection") -> str:
     """DataTree.dumpWatches(byPath=true): data watches by path."""
     if not server.serving:
         return NOT_SERVING
@@ -531,15 +589,15 @@ def wchp(server: "StandaloneServer", conn: "ClientConnection") -> str:
 
 # -- the rest --------------------------------------------------------------------------------------
 
-def isro(server: "StandaloneServer", conn: "ClientConnection") -> str:
+def isro(server: "Server", conn: "ClientConnection") -> str:
     return "rw" if server.serving else "null"
 
 
-def gtmk(server: "StandaloneServer", conn: "ClientConnection") -> str:
+def gtmk(server: "Server", conn: "ClientConnection") -> str:
     return str(server.stats.trace_mask)
 
 
-def stmk(server: "StandaloneServer", conn: "ClientConnection") -> str:
+def stmk(server: "Server", conn: "ClientConnection") -> str:
     """Set the trace mask from the 8 bytes that follow the word (read with the word)."""
     raw = bytes(getattr(conn, "_buf", b"")[4:12])
     if len(raw) < 8:
@@ -548,21 +606,21 @@ def stmk(server: "StandaloneServer", conn: "ClientConnection") -> str:
     return str(server.stats.trace_mask)
 
 
-def hash_(server: "StandaloneServer", conn: "ClientConnection") -> str:
+def hash_(server: "Server", conn: "ClientConnection") -> str:
     """DigestCommand: zktwist keeps no tree digests, so the digest log is empty."""
     if not server.serving:
         return ZK_NOT_SERVING
     return ""
 
 
-HANDLERS: Dict[str, Callable[["StandaloneServer", "ClientConnection"], str]] = {
+HANDLERS: Dict[str, Callable[["Server", "ClientConnection"], str]] = {
     "ruok": ruok, "srvr": srvr, "stat": stat, "conf": conf, "cons": cons, "crst": crst,
     "dump": dump, "envi": envi, "mntr": mntr, "srst": srst, "wchs": wchs, "wchc": wchc,
     "wchp": wchp, "isro": isro, "dirs": dirs, "gtmk": gtmk, "stmk": stmk, "hash": hash_,
 }
 
 
-def run(server: "StandaloneServer", conn: "ClientConnection", word: str) -> str:
+def run(server: "Server", conn: "ClientConnection", word: str) -> str:
     """The reply to ``word`` on ``conn``, with NIOServerCnxn's packet accounting."""
     stats = server.stats
     # checkFourLetterWord: packetReceived(4) for every known word, whitelisted or not.

@@ -1,0 +1,787 @@
+"""The shell around one ensemble member: a pure QuorumPeer on real time, storage, links and clients.
+
+:class:`~zktwist.quorum.peer.QuorumPeer` decides everything (docs/replication.md);
+:class:`EnsembleServer` only feeds it inputs and carries out the effects it
+returns:
+
+* time: :meth:`EnsembleServer.tick` (a timer service, finer than tickTime/2 so
+  election timeouts and pings are not delayed by a coarse tick);
+* links: a :class:`~zktwist.quorum.transport.PeerNetwork` (or any object with
+  its ``send/connect/disconnect`` and ``on_*`` callbacks);
+* storage: :class:`PeerStorage` runs the storage effects strictly in order on
+  one thread, consecutive ``AppendTxns`` sharing one ``append_and_sync``
+  (group commit), and reports durability back in the reactor thread;
+* clients: the same :class:`~zktwist.server.connection.ClientConnection` the
+  standalone server uses (through :class:`EnsembleConnection`), with writes
+  and syncs relayed to the peer and reads answered from ``peer.core``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Set, Tuple
+
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.protocol import Factory
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from zktwist.config import ServerConfig
+from zktwist.core.database import CoreConfig, ZooKeeperCore
+from zktwist.proto import records
+from zktwist.proto.consts import Err, OpCode
+from zktwist.proto.jute import JuteError
+from zktwist.quorum import effects as fx
+from zktwist.quorum.election import FOLLOWING, LEADING, LOOKING, OBSERVING
+from zktwist.quorum.peer import PeerConfig, QuorumPeer
+from zktwist.server.connection import CLOSED, CONNECTING, ClientConnection, Entry, \
+    pack_framed_reply_header
+from zktwist.server.peerstore import recover_peer, run_storage_op
+from zktwist.server.snapshots import Snapshotter
+from zktwist.server.stats import ServerStats
+from zktwist.storage.committer import StorageThread
+
+log = Logger()
+
+CONFIG_NODE = "/zookeeper/config"
+
+
+def peer_config(config: ServerConfig) -> PeerConfig:
+    """The pure peer's settings from a zoo.cfg ensemble configuration."""
+    assert config.my_id is not None, "an ensemble config has read its myid"
+    return PeerConfig(
+        sid=config.my_id,
+        voters={sid: 1 for sid in config.voters},
+        observers=frozenset(config.observers),
+        tick_time=config.tick_time,
+        init_limit=config.init_limit,
+        sync_limit=config.sync_limit,
+        min_session_timeout=config.min_session_timeout,
+        max_session_timeout=config.max_session_timeout,
+        skip_acl=config.skip_acl,
+        extended_types=config.extended_types_enabled,
+        super_digest=config.super_digest,
+        container_max_never_used_ms=config.container_max_never_used_ms,
+        reap_interval=config.container_check_interval_ms,
+    )
+
+
+def ensemble_config_text(config: ServerConfig) -> str:
+    """``/zookeeper/config`` as Apache ZooKeeper 3.8 writes it (QuorumMaj.toString).
+
+    One ``server.N=`` line per member in id order, then ``version=<hex>``
+    (0: zktwist has no dynamic reconfiguration), with no final newline.
+    """
+    lines = ["server.%d=%s" % (sid, config.servers[sid].zoo_cfg_value())
+             for sid in sorted(config.servers)]
+    lines.append("version=0")
+    return "\n".join(lines)
+
+
+def set_config_node(core: ZooKeeperCore, text: str, now_ms: int) -> None:
+    """ZKDatabase.initConfigInZKDatabase: data = the membership, version -1, mzxid = 0."""
+    node = core.tree.nodes.get(CONFIG_NODE)
+    if node is None:
+        return
+    node.data = text.encode("utf-8")
+    node.version = -1
+    node.mzxid = 0
+    node.mtime = now_ms
+    node._stat = None
+
+
+# -- storage -----------------------------------------------------------------------------------
+
+StorageResult = Tuple[Any, ...]  # ("done", seq, txns, ms) | ("reloaded", seq, core, recent)
+
+
+class PeerStorage:
+    """Runs a peer's storage effects in order on one thread, with group commit.
+
+    Ops queue up while one batch is on the thread; the next batch takes all of
+    them, and any run of consecutive ``AppendTxns`` in it becomes one
+    ``append_and_sync`` (one fsync).  Everything else goes through
+    :func:`~zktwist.server.peerstore.run_storage_op`, and a ``Reload`` is
+    followed by :func:`~zktwist.server.peerstore.recover_peer` on the same
+    thread (it reads the log the truncate just shortened).  Results come back
+    in order with ``reactor.callFromThread``.
+    """
+
+    def __init__(self, reactor: Any, backend: Any, core_config: CoreConfig, window: int,
+                 on_results: Callable[[List[StorageResult]], None],
+                 on_failure: Callable[[Failure], None], clock: Callable[[], int]) -> None:
+        self.reactor = reactor
+        self.backend = backend
+        self.core_config = core_config
+        self.window = window
+        self.on_results = on_results
+        self.on_failure = on_failure
+        self.clock = clock
+        self.pool: Any = StorageThread("zktwist-storage")
+        self._pending: List[Any] = []
+        self._in_flight = False
+        self._scheduled = False
+        self.failed = False
+        self.batches = 0
+        self.last_sync_ms = 0.0
+
+    def start(self) -> None:
+        self.pool.start()
+
+    def stop(self) -> None:
+        self.pool.stop()
+
+    @property
+    def busy(self) -> bool:
+        return self._in_flight or bool(self._pending)
+
+    def submit(self, op: Any) -> None:
+        if self.failed:
+            return
+        self._pending.append(op)
+        if not self._in_flight and not self._scheduled:
+            # Wait for the rest of this reactor turn: that is the group in group commit.
+            self._scheduled = True
+            self.reactor.callLater(0, self._flush)
+
+    def run_serialized(self, fn: Callable[..., Any], *args: Any) -> Deferred:
+        """Run ``fn`` on the storage thread, in order with the ops already handed over."""
+        return deferToThreadPool(self.reactor, self.pool, fn, *args)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._in_flight or not self._pending or self.failed:
+            return
+        batch, self._pending = self._pending, []
+        self._in_flight = True
+        now = self.clock()
+        call_from_thread = self.reactor.callFromThread
+        finished = self._finished
+
+        def on_result(ok: bool, result: Any) -> None:
+            call_from_thread(finished, ok, result)
+
+        self.pool.callInThreadWithCallback(on_result, self._run, batch, now)
+
+    def _run(self, ops: List[Any], now: int) -> Tuple[List[StorageResult], Optional[Failure]]:
+        """On the storage thread: every op in order; stops at the first failure."""
+        out: List[StorageResult] = []
+        backend = self.backend
+        i, n = 0, len(ops)
+        try:
+            while i < n:
+                op = ops[i]
+                if isinstance(op, fx.AppendTxns):
+                    j = i
+                    txns: List[Any] = []
+                    while j < n and isinstance(ops[j], fx.AppendTxns):
+                        txns.extend(ops[j].txns)
+                        j += 1
+                    started = time.monotonic()
+                    run_storage_op(backend, fx.AppendTxns(ops[j - 1].seq, tuple(txns)))
+                    out.append(("done", ops[j - 1].seq, len(txns),
+                                (time.monotonic() - started) * 1000))
+                    i = j
+                    continue
+                run_storage_op(backend, op)
+                if isinstance(op, fx.Reload):
+                    core, _, _, recent = recover_peer(backend, self.core_config, now, self.window)
+                    out.append(("reloaded", op.seq, core, recent))
+                else:
+                    out.append(("done", op.seq, 0, 0.0))
+                i += 1
+        except BaseException:
+            return out, Failure()
+        return out, None
+
+    def _finished(self, ok: bool, result: Any) -> None:
+        self._in_flight = False
+        self.batches += 1
+        if not ok:  # pragma: no cover - _run catches everything
+            self.failed = True
+            self.on_failure(result)
+            return
+        results, failure = result
+        if failure is not None:
+            self.failed = True
+            self._pending = []
+        elif self._pending:
+            self._flush()  # the next batch's fsync overlaps this batch's callbacks
+        try:
+            if results:
+                self.on_results(results)
+        finally:
+            if failure is not None:
+                self.on_failure(failure)
+            elif self._pending and not self._in_flight and not self._scheduled:
+                self._scheduled = True
+                self.reactor.callLater(0, self._flush)
+
+
+class EnsembleSnapshotter(Snapshotter):
+    """Fuzzy snapshots as standalone takes them, abandoned when the peer stops serving.
+
+    While serving, every change in the tree is committed, so a fuzzy snapshot
+    holds nothing a TRUNC could take back.  Leaving a role fast-forwards logged
+    but uncommitted txns into the tree; a snapshot still being sliced then
+    would capture them, so :meth:`cancel` makes it abort at the next slice.
+    """
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.generation = 0
+
+    def cancel(self) -> None:
+        self.generation += 1
+
+    @inlineCallbacks
+    def _take(self) -> Any:
+        """Snapshotter._take, checking before each slice that the peer still serves."""
+        from zktwist.storage.snapshot import snapshot_chunks
+
+        generation = self.generation
+        started = time.monotonic()
+        core = self.core
+        zxid = core.last_zxid
+        sessions = {sid: s.timeout for sid, s in core.sessions.sessions.items()}
+        yield self.run_on_log_thread(self.backend.roll)
+        writer = self.backend.begin_snapshot(zxid)
+        chunks: Iterator[bytes] = snapshot_chunks(core.tree, sessions, zxid,
+                                                  self.nodes_per_slice)
+        try:
+            while True:
+                if self.generation != generation:
+                    raise _Abandoned()
+                t0 = time.monotonic()
+                chunk = next(chunks, None)
+                self.max_slice_ms = max(self.max_slice_ms, (time.monotonic() - t0) * 1000)
+                if chunk is None:
+                    break
+                yield deferToThreadPool(self.reactor, self.pool, writer.write, chunk)
+            if self.generation != generation:
+                raise _Abandoned()
+            yield deferToThreadPool(self.reactor, self.pool, writer.commit)
+        except Exception as e:
+            if isinstance(e, _Abandoned):
+                log.info("Snapshot 0x{zxid:x} abandoned: the peer left its role", zxid=zxid)
+            else:
+                log.failure("Snapshot 0x{zxid:x} failed; will try again later", zxid=zxid)
+            try:
+                yield deferToThreadPool(self.reactor, self.pool, writer.abort)
+            except Exception:
+                pass
+            return None
+        self.taken += 1
+        self.last_duration = time.monotonic() - started
+        log.info("Snapshot 0x{zxid:x} written in {s:.2f}s", zxid=zxid, s=self.last_duration)
+        yield self.purge()
+        return zxid
+
+
+class _Abandoned(Exception):
+    pass
+
+
+# -- clients -----------------------------------------------------------------------------------
+
+#: The request types an ensemble connection answers when the peer says so.
+_AWAITED = ClientConnection.AWAIT_OPS | {OpCode.sync}
+
+
+class EnsembleConnection(ClientConnection):
+    """A client connection of an ensemble member: ``sync`` goes to the leader, reads are counted."""
+
+    AWAIT_OPS = _AWAITED
+
+    server: "EnsembleServer"
+
+    def _request(self, frame: bytes) -> None:
+        if len(frame) >= 8 and not self.closing_session and \
+                int.from_bytes(frame[4:8], "big", signed=True) == OpCode.sync:
+            self.server.stats.packets_received += 1
+            self.packets_received += 1
+            xid = int.from_bytes(frame[0:4], "big", signed=True)
+            try:
+                req: Any = records.decode_request(OpCode.sync, frame, 8)
+            except JuteError:
+                req = None
+            entry = Entry(xid, OpCode.sync, req, self.server.mono)
+            self.queue.append(entry)
+            self.server.submit_sync(self, entry)
+            return
+        super()._request(frame)
+
+    def _answer_read(self, xid: int, op: int, req: Any, started: float,
+                     session_checked: bool = False, session_err: int = 0) -> None:
+        self.server.local_reads += 1
+        super()._answer_read(xid, op, req, started, session_checked, session_err)
+
+
+class EnsembleClientFactory(Factory):
+    def __init__(self, server: "EnsembleServer") -> None:
+        self.server = server
+
+    def buildProtocol(self, addr: Any) -> EnsembleConnection:
+        conn = EnsembleConnection(self.server)
+        conn.factory = self
+        return conn
+
+
+# -- the server --------------------------------------------------------------------------------
+
+_MODES = {LEADING: "leader", FOLLOWING: "follower", OBSERVING: "observer", LOOKING: "looking"}
+
+
+class EnsembleServer:
+    """One ensemble member while it runs: its peer, storage, links and client connections."""
+
+    #: ms between ticks: fine enough that election timers (200 ms) and tickTime/2
+    #: pings are not held back (the peer decides what is due).
+    TICK_MS = 50
+
+    def __init__(self, config: ServerConfig, backend: Any, reactor: Any,
+                 network: Any = None) -> None:
+        self.config = config
+        self.backend = backend
+        self.reactor = reactor
+        self.pconfig = peer_config(config)
+        self.sid = self.pconfig.sid
+        self.config_text = ensemble_config_text(config)
+        self.storage = PeerStorage(reactor, backend, self.pconfig.core_config(),
+                                   self.pconfig.committed_log_size, self._storage_results,
+                                   self._storage_failed, self.now)
+        self.peer: Optional[QuorumPeer] = None
+        self._core: Optional[ZooKeeperCore] = None
+        self.snapshotter: Optional[EnsembleSnapshotter] = None
+        self.network: Any = None
+        if network is not None:
+            self.attach_network(network)
+        self.stats = ServerStats()
+        self.stats.enable("updatelatency", "readlatency", "bytes_received_count",
+                          "connection_request_count", "fsynctime", "sync_processor_batch_size")
+        self.connections: Set[ClientConnection] = set()
+        self.by_session: Dict[int, ClientConnection] = {}
+        self.per_ip: Dict[str, int] = {}
+        self.dirty: Set[ClientConnection] = set()
+        self.outstanding = 0
+        self.local_reads = 0
+        self.forwarded_writes = 0
+        self.mono = time.monotonic()
+        self.wall = time.time()
+        self.now_ms = self.now()
+        self.started_at = time.time()
+        self.serving = False
+        self.mode = "looking"
+        self.stopped = False
+        self._effects: Deque[Any] = deque()
+        self._running = False
+        self._handlers: Dict[type, Callable[[Any], None]] = {
+            fx.Send: self._fx_send, fx.Connect: self._fx_connect,
+            fx.Disconnect: self._fx_disconnect,
+            fx.AppendTxns: self._fx_storage, fx.SetMeta: self._fx_storage,
+            fx.TruncateLog: self._fx_storage, fx.WriteSnapshot: self._fx_storage,
+            fx.Reload: self._fx_storage,
+            fx.SessionEstablished: self._fx_session_established,
+            fx.SessionRejected: self._fx_session_rejected,
+            fx.WriteDone: self._fx_write_done, fx.SyncDone: self._fx_sync_done,
+            fx.SessionClosed: self._fx_session_closed,
+            fx.StartServing: self._fx_start_serving, fx.StopServing: self._fx_stop_serving,
+            fx.Trace: self._fx_trace,
+        }
+
+    # -- time ---------------------------------------------------------------------------------
+
+    def now(self) -> int:
+        """The peer's clock (ms): the reactor's, so tests drive it with task.Clock."""
+        return int(self.reactor.seconds() * 1000)
+
+    def read_clock(self) -> None:
+        self.mono = time.monotonic()
+        self.wall = time.time()
+        self.now_ms = self.now()
+
+    @property
+    def core(self) -> ZooKeeperCore:
+        """The tree reads are answered from (the peer's, which Reload/SNAP replace)."""
+        assert self.peer is not None
+        return self.peer.core
+
+    # -- start-up and shutdown ------------------------------------------------------------------
+
+    def attach_network(self, network: Any) -> None:
+        self.network = network
+        network.on_message = self.message_received
+        network.on_link_up = self.link_up
+        network.on_link_down = self.link_down
+
+    def recover(self) -> int:
+        """Open storage and rebuild the peer from it (snapshot + log, epochs from meta).
+
+        Returns the last zxid recovered.
+        """
+        self.backend.open()
+        now = self.now()
+        core, accepted, current, recent = recover_peer(
+            self.backend, self.pconfig.core_config(), now, self.pconfig.committed_log_size)
+        self.peer = QuorumPeer(self.pconfig, core, accepted, current, recent, now)
+        self._core_changed()
+        self.snapshotter = EnsembleSnapshotter(
+            self.reactor, core, self.backend, self.storage.run_serialized,
+            self.config.snap_count, self.config.snap_retain_count)
+        self.storage.start()
+        self.snapshotter.start()
+        log.info("zktwist server.{sid}: recovered to zxid 0x{zxid:x}, acceptedEpoch {a}, "
+                 "currentEpoch {c}", sid=self.sid, zxid=core.last_zxid, a=accepted, c=current)
+        return core.last_zxid
+
+    def start_peer(self) -> None:
+        """Begin LOOKING (the links are up by now)."""
+        assert self.peer is not None
+        self.read_clock()
+        self._run(self.peer.start(self.now_ms))
+
+    def stop_peer(self) -> None:
+        """Stop taking clients and close them; the peer's state is dropped with the process."""
+        self.stopped = True
+        self.serving = False
+        for conn in list(self.connections):
+            conn.close()
+
+    def shutdown(self) -> None:
+        """Finish the queued storage work, then close the backend."""
+        self.stopped = True
+        if self.snapshotter is not None:
+            self.snapshotter.cancel()
+            self.snapshotter.stop()
+        self.storage.stop()
+        self.backend.close()
+
+    def purge(self) -> Any:
+        """autopurge: keep snapRetainCount snapshots and the logs they need."""
+        if self.snapshotter is not None:
+            return self.snapshotter.purge()
+        return None
+
+    # -- peer inputs -------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        if self.peer is None or self.stopped:
+            return
+        self.read_clock()
+        self._run(self.peer.tick(self.now_ms))
+
+    def message_received(self, sender: int, msg: Any) -> None:
+        if self.peer is None or self.stopped:
+            return
+        self.read_clock()
+        self._run(self.peer.receive(sender, msg, self.now_ms))
+
+    def link_up(self, sid: int) -> None:
+        if self.peer is None or self.stopped:
+            return
+        self._run(self.peer.link_up(sid, self.now()))
+
+    def link_down(self, sid: int) -> None:
+        if self.peer is None or self.stopped:
+            return
+        self._run(self.peer.link_down(sid, self.now()))
+
+    def _storage_results(self, results: List[StorageResult]) -> None:
+        peer = self.peer
+        if peer is None:
+            return
+        self.read_clock()
+        now = self.now_ms
+        for r in results:
+            if r[0] == "reloaded":
+                _, seq, core, recent = r
+                set_config_node(core, self.config_text, now)
+                self._run(peer.reloaded(seq, core, recent, now))
+            else:
+                _, seq, n, ms = r
+                if n:
+                    self.stats.record_sync(n, int(ms))
+                    if self.serving and self.snapshotter is not None:
+                        self.snapshotter.logged(n)
+                self._run(peer.storage_done(seq, now))
+
+    def _storage_failed(self, failure: Failure) -> None:
+        """Storage refused an op: the peer's promises can no longer be kept; stop the process
+        (a crash, which the protocol is built to survive, as Apache ZooKeeper exits)."""
+        log.failure("zktwist server.{sid}: storage failed; stopping", failure, sid=self.sid)
+        self.stats.log_failures += 1
+        self.stop_peer()
+        if not getattr(self.reactor, "running", False):
+            return
+        self.reactor.callLater(0, self.reactor.stop)
+
+    # -- effects ---------------------------------------------------------------------------
+
+    def _run(self, effects: List[Any]) -> None:
+        """Carry out effects in the order the peer emitted them.
+
+        A network callback fired from inside ``send``/``disconnect`` feeds the
+        peer again; its effects queue behind the ones being carried out.
+        """
+        if not effects:
+            if self.peer is not None and self.peer.core is not self._core:
+                self._core_changed()
+            return
+        self._effects.extend(effects)
+        if self._running:
+            return
+        self._running = True
+        handlers = self._handlers
+        queue = self._effects
+        try:
+            while queue:
+                e = queue.popleft()
+                handlers[type(e)](e)
+        finally:
+            self._running = False
+        if self.peer is not None and self.peer.core is not self._core:
+            self._core_changed()
+        self._flush_dirty()
+        self._maybe_resume()
+
+    def _core_changed(self) -> None:
+        """A new core (start-up, Reload, SNAP): it shows the ensemble in /zookeeper/config."""
+        assert self.peer is not None
+        core = self.peer.core
+        self._core = core
+        set_config_node(core, self.config_text, self.now())
+        if self.snapshotter is not None:
+            self.snapshotter.cancel()
+            self.snapshotter.core = core
+
+    def _fx_send(self, e: fx.Send) -> None:
+        self.network.send(e.to, e.msg)
+
+    def _fx_connect(self, e: fx.Connect) -> None:
+        self.network.connect(e.to)
+
+    def _fx_disconnect(self, e: fx.Disconnect) -> None:
+        self.network.disconnect(e.to)
+
+    def _fx_storage(self, e: Any) -> None:
+        self.storage.submit(e)
+
+    def _fx_trace(self, e: fx.Trace) -> None:
+        if e.kind in ("elected", "established", "looking", "following", "observing",
+                      "truncated", "dropped"):
+            log.info("zktwist server.{sid}: {kind} epoch={epoch} zxid=0x{zxid:x} leader={leader} "
+                     "{detail}", sid=self.sid, kind=e.kind, epoch=e.epoch, zxid=e.zxid,
+                     leader=e.leader, detail=e.detail)
+
+    def _fx_start_serving(self, e: fx.StartServing) -> None:
+        self.serving = True
+        self.mode = e.role
+        log.info("zktwist server.{sid}: serving clients as {role}", sid=self.sid, role=e.role)
+
+    def _fx_stop_serving(self, e: fx.StopServing) -> None:
+        log.info("zktwist server.{sid}: stopped serving ({reason}); closing {n} client "
+                 "connections", sid=self.sid, reason=e.reason, n=len(self.connections))
+        self.serving = False
+        self.mode = "looking"
+        if self.snapshotter is not None:
+            self.snapshotter.cancel()
+        # Requests in flight have an unknown outcome: the clients see the connection drop
+        # and reconnect (to this server once it serves again, or another).
+        for conn in list(self.connections):
+            conn.close()
+        self.outstanding = 0
+
+    def _fx_session_established(self, e: fx.SessionEstablished) -> None:
+        conn = e.token
+        if conn.state == CLOSED:
+            return
+        old = self.by_session.get(e.session_id)
+        if old is not None and old is not conn:
+            old.close()
+        self.by_session[e.session_id] = conn
+        conn.established(e.session_id, e.timeout, e.password)
+
+    def _fx_session_rejected(self, e: fx.SessionRejected) -> None:
+        conn = e.token
+        if conn.state != CLOSED:
+            conn.reject()
+
+    def _fx_write_done(self, e: fx.WriteDone) -> None:
+        conn, entry = e.token
+        txn = e.txn
+        self.outstanding = max(0, self.outstanding - 1)
+        if conn.state == CLOSED:
+            return
+        entry.zxid = txn.zxid
+        if entry.op == OpCode.closeSession:
+            conn.write_applied(entry, pack_framed_reply_header(16, entry.xid, txn.zxid, 0))
+            conn.flush()
+            conn.close()
+            return
+        if entry.op == OpCode.check and txn.type == OpCode.check:
+            # As standalone (and 3.8.0): a passing top-level check is logged and never answered.
+            conn.write_applied(entry, b"")
+            return
+        err, body = ZooKeeperCore.write_reply(entry.op, e.result)
+        if body is not None and err == 0:
+            frame = pack_framed_reply_header(16 + len(body), entry.xid, txn.zxid, err) + body
+        else:
+            frame = pack_framed_reply_header(16, entry.xid, txn.zxid, err)
+        conn.write_applied(entry, frame)
+
+    def _fx_sync_done(self, e: fx.SyncDone) -> None:
+        conn, entry = e.token
+        if conn.state == CLOSED:
+            return
+        zxid = self.core.last_zxid
+        entry.zxid = zxid
+        if entry.req is None:
+            frame = pack_framed_reply_header(16, entry.xid, zxid, Err.MARSHALLINGERROR)
+        else:
+            body = records.create_response(entry.req[0])
+            frame = pack_framed_reply_header(16 + len(body), entry.xid, zxid, 0) + body
+        conn.write_applied(entry, frame)
+
+    def _fx_session_closed(self, e: fx.SessionClosed) -> None:
+        conn = self.by_session.pop(e.session_id, None)
+        if conn is not None and conn.closing_session:
+            return  # the client asked: its reply goes out first, then the socket closes
+        if conn is not None:
+            conn.close()
+
+    # -- connections (ClientConnection's server interface) --------------------------------------
+
+    def connection_opened(self, conn: ClientConnection) -> bool:
+        limit = self.config.max_client_cnxns
+        count = self.per_ip.get(conn.remote_ip, 0)
+        if limit and count >= limit:
+            self.stats.incr("connection_rejected")
+            log.warn("Too many connections from {ip} - max is {max}", ip=conn.remote_ip, max=limit)
+            return False
+        self.per_ip[conn.remote_ip] = count + 1
+        self.connections.add(conn)
+        self.stats.connections_total += 1
+        return True
+
+    def connection_closed(self, conn: ClientConnection) -> None:
+        if conn in self.connections:
+            self.connections.discard(conn)
+            n = self.per_ip.get(conn.remote_ip, 1) - 1
+            if n <= 0:
+                self.per_ip.pop(conn.remote_ip, None)
+            else:
+                self.per_ip[conn.remote_ip] = n
+        self.dirty.discard(conn)
+        if self.peer is not None:
+            self.peer.core.tree.remove_watcher(conn)
+        if conn.session_id and self.by_session.get(conn.session_id) is conn:
+            del self.by_session[conn.session_id]
+
+    def connect(self, conn: ClientConnection, last_zxid: int, timeout: int, session_id: int,
+                passwd: Optional[bytes]) -> None:
+        peer = self.peer
+        if not self.serving or peer is None:
+            # As Apache ZooKeeper: "ZooKeeperServer not running" -- the client tries another.
+            conn.close()
+            return
+        if last_zxid > peer.core.last_zxid:
+            log.info("Refusing session request for client {ip} as it has seen zxid 0x{z:x} "
+                     "our last zxid is 0x{l:x} client must try another server",
+                     ip=conn.remote_ip, z=last_zxid, l=peer.core.last_zxid)
+            conn.close()
+            return
+        if session_id:
+            old = self.by_session.get(session_id)
+            if old is not None and old is not conn:
+                old.close()
+        conn.state = CONNECTING
+        conn.timeout = timeout
+        self._run(peer.client_connect(conn, session_id, passwd if session_id else None,
+                                      timeout, self.now_ms))
+
+    def touch(self, conn: ClientConnection) -> None:
+        peer = self.peer
+        if peer is not None:
+            out = peer.client_touch(conn.session_id, self.now_ms)
+            if out:
+                self._run(out)
+
+    def submit_write(self, conn: ClientConnection, xid: int, op: int, frame: bytes,
+                     started: float) -> None:
+        peer = self.peer
+        assert peer is not None
+        try:
+            if op == OpCode.deleteContainer:
+                req: Any = frame[8:].decode("utf-8", "replace")
+            elif op == OpCode.reconfig:
+                req = None
+            else:
+                req = records.decode_request(op, frame, 8)
+        except (JuteError, KeyError) as e:
+            req = e
+        entry = Entry(xid, op, None, started)
+        conn.queue.append(entry)
+        self._count_in()
+        if not peer.is_leader:
+            self.forwarded_writes += 1
+        self._run(peer.client_write((conn, entry), conn.session_id, xid, op, req,
+                                    conn.auth_ids, self.now_ms))
+
+    def submit_close(self, conn: ClientConnection, xid: int, started: float) -> None:
+        peer = self.peer
+        assert peer is not None
+        entry = Entry(xid, OpCode.closeSession, None, started)
+        conn.queue.append(entry)
+        self._count_in()
+        if not peer.is_leader:
+            self.forwarded_writes += 1
+        self._run(peer.client_close((conn, entry), conn.session_id, xid, self.now_ms))
+
+    def submit_sync(self, conn: ClientConnection, entry: Entry) -> None:
+        """sync: answered once this server has applied everything the leader committed
+        before the sync reached it (then the reads queued behind it see that)."""
+        peer = self.peer
+        assert peer is not None
+        self._run(peer.client_sync((conn, entry), self.now_ms))
+
+    def _count_in(self) -> None:
+        self.outstanding += 1
+        if self.outstanding > self.config.global_outstanding_limit:
+            for c in self.connections:
+                if not c.paused:
+                    c.paused = True
+                    c.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def _maybe_resume(self) -> None:
+        if self.outstanding <= self.config.global_outstanding_limit:
+            for c in self.connections:
+                if c.paused:
+                    c.paused = False
+                    c.transport.resumeProducing()  # type: ignore[union-attr]
+
+    def _flush_dirty(self) -> None:
+        dirty = self.dirty
+        while dirty:
+            dirty.pop().flush()
+
+    # -- what 4lw show --------------------------------------------------------------------------
+
+    @property
+    def leader_role(self) -> Any:
+        peer = self.peer
+        if peer is not None and peer.is_leader and peer.role is not None:
+            return peer.role
+        return None
+
+    def is_four_letter_word(self, word: bytes) -> bool:
+        from zktwist.server.fourletter import is_command
+        return is_command(word)
+
+    def run_four_letter_word(self, conn: ClientConnection, word: str) -> None:
+        from zktwist.server.fourletter import run
+        text = run(self, conn, word)
+        conn.transport.write(text.encode("utf-8"))  # type: ignore[union-attr]
+        conn.transport.loseConnection()  # type: ignore[union-attr]
+        conn.connectionLost(None)
