@@ -328,12 +328,14 @@ def format_table(results: Sequence[Result], workloads: Sequence[str]) -> str:
 # ---------------------------------------------------------------------------
 # py-spy profiles
 
-def summarize_collapsed(lines: Iterable[str], top: int = 25) -> str:
+def summarize_collapsed(lines: Iterable[str], top: int = 25, only: str = "") -> str:
     """Text summary of py-spy ``--format raw`` (collapsed stacks: ``f1;f2;f3 count``).
 
     Self time per function (the innermost frame), inclusive time (a function
     anywhere on the stack, counted once per sample) and the share of samples
-    in which the thread was idle in the poller (with ``--idle``).
+    in which the thread was idle in the poller (with ``--idle``).  ``only``:
+    count only stacks with a frame containing it (``mainLoop``: the reactor
+    thread, leaving out idle storage and thread-pool threads).
     """
     self_t: Dict[str, int] = defaultdict(int)
     incl: Dict[str, int] = defaultdict(int)
@@ -349,7 +351,7 @@ def summarize_collapsed(lines: Iterable[str], top: int = 25) -> str:
         except ValueError:
             continue
         frames = [f for f in stack.split(";") if f]
-        if not frames:
+        if not frames or (only and not any(only in f for f in frames)):
             continue
         total += count
         leaf = frames[-1]
@@ -360,7 +362,8 @@ def summarize_collapsed(lines: Iterable[str], top: int = 25) -> str:
             incl[f] += count
     if not total:
         return "no samples\n"
-    out = ["samples: %d; idle in the poller: %.1f%%" % (total, 100.0 * idle / total), "",
+    out = ["samples%s: %d; idle in the poller: %.1f%%" % (
+        " of stacks with %s" % only if only else "", total, 100.0 * idle / total), "",
            "self time (innermost frame):"]
     for f, c in sorted(self_t.items(), key=lambda kv: -kv[1])[:top]:
         out.append("  %5.1f%%  %s" % (100.0 * c / total, f))
@@ -389,7 +392,9 @@ def profile_one(workload: str, server: Server, duration: float, warmup: float, o
     os.unlink(jpath)
     summary = out_dir / ("%s.txt" % workload)
     with open(raw) as f:
-        text = summarize_collapsed(f)
+        lines = f.readlines()
+    text = ("== the reactor thread only\n" + summarize_collapsed(lines, only="mainLoop")
+            + "\n== all threads (idle ones included)\n" + summarize_collapsed(lines))
     summary.write_text("zktwist server under `zktwist bench %s` (py-spy %s Hz, --idle, --nonblocking)\n\n"
                        "bench output (with py-spy attached):\n%s\n%s" % (
                            " ".join(WORKLOADS[workload]), rate, bench_out, text))

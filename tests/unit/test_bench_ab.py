@@ -117,6 +117,9 @@ def test_summarize_collapsed():
     assert "40.0%  dataReceived (conn.py:3)" in incl_part
     assert "100.0%  run (reactor.py:10)" in incl_part
     assert ab.summarize_collapsed([]) == "no samples\n"
+    reactor = ab.summarize_collapsed(raw + ["<module> (t.py:1);Thread.run (threading.py:1);wait (t.py:2) 100"],
+                                     only="run (reactor.py")
+    assert "samples of stacks with run (reactor.py: 100; idle in the poller: 60.0%" in reactor
 
 
 def test_parse_listening_inodes():
