@@ -8,42 +8,33 @@ number of seeds, each under a fault schedule that makes it reachable.
 
 from __future__ import annotations
 
-import re
-from typing import List, Sequence, Tuple
+from typing import List, Sequence
 
 import pytest
 
 from zktwist.cli.main import main
-from zktwist.sim.runner import SeedResult, replay_command, run_seed
+from zktwist.sim.runner import replay_command, run_seed
 from zktwist.sim.world import SimConfig
 
-#: Findings in the peer that are not the simulator's to fix (see the issue-5 report).
-#: A seed failing only with these is an expected failure, not a pass.
-KNOWN_PEER_BUGS: Sequence[Tuple[str, str]] = (
-    (r"is following at zxid 0x[0-9a-f]+, which was never committed",
-     "a learner that rejoins the same leader keeps fast-forwarded, uncommitted proposals in "
-     "its serving tree: the leader DIFFs instead of TRUNCating to its last committed zxid"),
-)
-
-
-def _known(r: SeedResult) -> bool:
-    return bool(r.violations) and r.error is None and all(
-        any(re.search(pat, v) for pat, _ in KNOWN_PEER_BUGS) for v in r.violations)
-
-
 def sweep(seeds: Sequence[int], config: SimConfig) -> None:
-    """Run ``seeds``; fail on anything new, xfail if only known peer bugs showed up."""
-    unexpected: List[str] = []
-    known: List[str] = []
+    """Run ``seeds``; any violation fails the test with the commands that replay it."""
+    failed: List[str] = []
     for seed in seeds:
         r = run_seed(seed, config)
-        if r.ok:
-            continue
-        line = "%s\n    %s" % (r.command(), (r.violations or [r.error or ""])[0][:400])
-        (known if _known(r) else unexpected).append(line)
-    assert not unexpected, "seeds failed:\n" + "\n".join(unexpected)
-    if known:
-        pytest.xfail("known peer bug (%s) on:\n%s" % (KNOWN_PEER_BUGS[0][1], "\n".join(known)))
+        if not r.ok:
+            failed.append("%s\n    %s" % (r.command(), (r.violations or [r.error or ""])[0][:400]))
+    assert not failed, "seeds failed:\n" + "\n".join(failed)
+
+
+# Regression seeds: a follower that left its role (applying its whole log) and rejoined
+# the same leader was DIFFed and served proposals that were never committed; the leader
+# now TRUNCs it to its last commit (leader._sync).
+@pytest.mark.parametrize("seed,servers,observers,clients,faults", [
+    (5340, 5, 1, 4, "mixed"), (43, 5, 1, 4, "mixed"), (5005, 5, 1, 4, "mixed"),
+    (5243, 5, 1, 4, "mixed"), (27, 3, 0, 3, "crashes")])
+def test_rejoining_follower_never_serves_uncommitted_proposals(
+        seed: int, servers: int, observers: int, clients: int, faults: str) -> None:
+    sweep([seed], SimConfig(servers=servers, observers=observers, clients=clients, faults=faults))
 
 
 # -- determinism ----------------------------------------------------------------------------
@@ -122,6 +113,12 @@ def test_unsafe_switch_is_caught(switch: str, faults: str, budget: int) -> None:
     for seed in range(1, budget + 1):
         r = run_seed(seed, cfg, check_history=False)
         if not r.ok:
-            assert not _known(r), "caught only by the known peer bug: %s" % r.violations
             return
     pytest.fail("%s not caught in %d seeds (faults=%s)" % (switch, budget, faults))
+
+
+# Regression seed: a follower's link dropped while its TRUNC's Reload was in flight; it voted
+# with its untruncated core's zxid and, elected, committed a txn its log no longer held.  The
+# peer now waits for the reload before voting (QuorumPeer.reload_pending).
+def test_no_vote_while_a_truncation_reload_is_in_flight() -> None:
+    sweep([1150], SimConfig(servers=5))

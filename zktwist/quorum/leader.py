@@ -234,7 +234,15 @@ class Leader:
         # Followers get outstanding proposals too (PROPOSAL without COMMIT); observers only
         # what is committed (later commits reach them as INFORM).
         upto = committed if h.observer else self.last_proposed
-        msgs = self._sync_packets(h.last_zxid, upto, committed)
+        if h.last_zxid > committed and not h.observer:
+            # The learner holds proposals we have not committed (a follower that left its
+            # role applied its whole log and rejoined us).  As syncFollower does for a peer
+            # past maxCommittedLog: TRUNC it to our last commit, then send the outstanding
+            # proposals again, uncommitted -- it must never serve a txn before its COMMIT.
+            msgs = self._sync_packets(h.last_zxid, committed, committed)
+            msgs += [m.Proposal(o.txn) for o in self.outstanding.values()]
+        else:
+            msgs = self._sync_packets(h.last_zxid, upto, committed)
         for msg in msgs:
             self.p.send(h.sid, msg)
         self.p.send(h.sid, m.NewLeader(make_zxid(self.epoch, 0), ""))

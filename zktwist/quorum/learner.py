@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Deque, List, Optional, Tuple
 from zktwist.core.database import ZooKeeperCore
 from zktwist.core.txn import Txn
 from zktwist.quorum import messages as m
-from zktwist.quorum.effects import Connect, Disconnect, Reload, WriteSnapshot
+from zktwist.quorum.effects import Connect, Disconnect, WriteSnapshot
 from zktwist.quorum.messages import epoch_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -174,7 +174,7 @@ class Learner:
             return
         # The core is rebuilt from durable storage after the log is cut at zxid
         # (ZOOKEEPER-2845: never keep a truncated txn in memory).
-        self.reload_seq = self.p.store(lambda seq: Reload(seq, zxid))
+        self.reload_seq = self.p.request_reload(zxid)
         self.reload_zxid = zxid
 
     def reloaded(self, seq: int, core: ZooKeeperCore, recent_txns: Any, now: int) -> None:

@@ -162,6 +162,9 @@ class QuorumPeer:
         self.election_epoch = 0
         self._serving = False
         # clients: what this server is waiting for on their behalf
+        # A Reload (TRUNC) in progress: (seq, zxid).  Until it is done the durable log is
+        # shorter than the core, so the peer neither votes nor takes a role.
+        self.reload_pending: Optional[Tuple[int, int]] = None
         self.pending_writes: Dict[Tuple[int, int], Any] = {}
         self.pending_closes: Dict[Tuple[int, int], Any] = {}
         self.pending_sessions: Dict[int, Any] = {}
@@ -244,6 +247,16 @@ class QuorumPeer:
         self._out.append(make(seq))
         if then is not None or always is not None:
             self._callbacks.append((seq, self._gen, then, always))
+        return seq
+
+    def request_reload(self, zxid: int) -> int:
+        """Truncate the log to ``zxid`` and rebuild the core from storage (TRUNC).
+
+        From now until ``reloaded`` the durable history is shorter than the core: the
+        peer must not vote with the core's zxid even if the role that asked ends first.
+        """
+        seq = self.store(lambda s: Reload(s, zxid))
+        self.reload_pending = (seq, zxid)
         return seq
 
     def log_txns(self, txns: Sequence[Txn], then: Optional[Callable[[int], None]] = None) -> int:
@@ -340,6 +353,8 @@ class QuorumPeer:
             role.stop(now)
         self._state = LOOKING
         self.trace("looking", epoch=self._current_epoch, zxid=self.last_logged, detail=reason)
+        if self.reload_pending is not None:
+            return  # the election starts once the core matches the truncated log (reloaded)
         self.emit_all(self.election.start(self.last_logged, self._current_epoch, now))
         self._check_election(now)
 
@@ -372,8 +387,9 @@ class QuorumPeer:
 
     def tick(self, now: int) -> Effects:
         if self._state == LOOKING:
-            self.emit_all(self.election.tick(now))
-            self._check_election(now)
+            if self.reload_pending is None:
+                self.emit_all(self.election.tick(now))
+                self._check_election(now)
         elif self.role is not None:
             self.role.tick(now)
         return self._drain()
@@ -381,8 +397,9 @@ class QuorumPeer:
     def receive(self, sender: int, msg: Any, now: int) -> Effects:
         if isinstance(msg, Notification):
             if self._state == LOOKING:
-                self.emit_all(self.election.receive(msg, now))
-                self._check_election(now)
+                if self.reload_pending is None:
+                    self.emit_all(self.election.receive(msg, now))
+                    self._check_election(now)
             elif self.vote is not None:
                 self.emit_all(self.election.answer(msg, self._state, self.vote,
                                                    self.election_epoch))
@@ -418,9 +435,23 @@ class QuorumPeer:
 
     def reloaded(self, seq: int, core: ZooKeeperCore, recent_txns: Sequence[Txn],
                  now: int) -> Effects:
+        pending, self.reload_pending = self.reload_pending, None
         self.storage_done(seq, now)
-        if self.role is not None and hasattr(self.role, "reloaded"):
+        if pending is None or pending[0] != seq:  # pragma: no cover - shell bug
+            raise AssertionError("reloaded(%d) without that Reload pending" % seq)
+        if self.role is not None and hasattr(self.role, "reloaded") and \
+                getattr(self.role, "reload_seq", None) == seq:
             self.role.reloaded(seq, core, recent_txns, now)
+        else:
+            # The role that asked is gone (we are LOOKING): the log is truncated all the
+            # same, so the core must be the reloaded one before we vote with its zxid.
+            self.install_core(core, recent_txns, pending[1], now)
+            self.trace("truncated", epoch=self._current_epoch, zxid=pending[1])
+            if self._state == LOOKING:
+                self.trace("looking", epoch=self._current_epoch, zxid=self.last_logged,
+                           detail="reloaded")
+                self.emit_all(self.election.start(self.last_logged, self._current_epoch, now))
+                self._check_election(now)
         return self._drain()
 
     def install_core(self, core: ZooKeeperCore, recent_txns: Sequence[Txn], last_logged: int,
