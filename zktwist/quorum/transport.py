@@ -37,7 +37,7 @@ synchronously from ``dataReceived``/``connectionLost``.
 from __future__ import annotations
 
 import socket
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from twisted.application import service
 from twisted.internet import defer
@@ -70,7 +70,7 @@ RETRY_MIN, RETRY_FACTOR, RETRY_MAX = 0.1, 2.0, 2.0
 STALE_LINK_AGE = 1.0
 
 _COUNTER_NAMES = (
-    "accepted", "refused", "auth_failures", "dialled", "dial_failures", "codec_errors",
+    "accepted", "refused", "auth_failures", "handshake_failures", "dialled", "dial_failures", "codec_errors",
     "replaced", "bytes_in", "bytes_out", "packets_in", "packets_out", "packets_dropped",
 )
 
@@ -95,6 +95,7 @@ class _Link(Protocol):
         self.closed = False
         self.silent = False          # closed on request: no link_down for it
         self.wakeup = False          # election: a lower server's hello-and-hang-up
+        self.refused = False
         self.up_since = 0.0
         self._out: List[bytes] = []
         self._flush_call: Optional[IDelayedCall] = None
@@ -115,7 +116,8 @@ class _Link(Protocol):
             except (AttributeError, OSError):
                 pass
         svc = self.svc
-        if self.svc.stopping:
+        svc.live.add(self)
+        if svc.stopping:
             self.close(silent=True)
             return
         self._handshake_timer = svc.reactor.callLater(svc.handshake_timeout, self._timed_out)
@@ -175,6 +177,15 @@ class _Link(Protocol):
                 call.cancel()
         self._flush_call = self._handshake_timer = None
         self._out = []
+        self.svc.live.discard(self)
+        if not self.dialled and self.sid is None and not self.refused and not self.silent:
+            # Accepted, but it never said hello: typically a TLS handshake that failed
+            # (no certificate, another CA).
+            svc = self.svc
+            svc.count("handshake_failures")
+            log.warn("{svc}: refused a connection from {peer} before its hello: {why}",
+                     svc=svc.name_, peer=self._peer(),
+                     why=reason.getErrorMessage() if reason is not None else "?")
         self.svc.lost(self, reason)
 
     # -- handshake ---------------------------------------------------------------------------
@@ -216,6 +227,7 @@ class _Link(Protocol):
 
     def _refuse(self, why: str, claimed: Optional[int] = None) -> None:
         svc = self.svc
+        self.refused = True
         if self.dialled:
             svc.count("dial_failures")
         else:
@@ -352,7 +364,7 @@ class _LinkService(service.Service):
         self.handshake_timeout = max(self.cfg.cnx_timeout, 1) / 1000.0
         self.stopping = False
         self.port: Any = None
-        self.accepted: Dict[int, _Link] = {}    # not yet admitted links are not tracked
+        self.live: Set[_Link] = set()           # every open connection, for stopService
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[self.prefix + name] += n
@@ -379,6 +391,8 @@ class _LinkService(service.Service):
         self.stopping = True
         super().stopService()
         self.close_all()
+        for link in list(self.live):
+            link.close(silent=True)
         port, self.port = self.port, None
         if port is not None:
             return defer.maybeDeferred(port.stopListening)
