@@ -242,6 +242,8 @@ def test_three_members_elect_one_leader_and_report_modes(ens: Ensemble) -> None:
     for sid in (1, 2, 3):
         text = word(ens.server(sid), "srvr")
         assert ("Mode: leader\n" if sid == leader else "Mode: follower\n") in text
+        # StatCommand adds the proposal sizes on the leader only (-1 before the first proposal)
+        assert ("Proposal sizes last/min/max: -1/-1/-1\n" in text) == (sid == leader)
     mntr = dict(line.split("\t", 1) for line in word(ens.server(leader), "mntr").splitlines())
     assert mntr["zk_server_state"] == "leader"
     assert mntr["zk_peer_state"] == "leading - broadcast"
@@ -422,3 +424,47 @@ def test_snapshots_every_snapcount_txns_while_serving(tmp_path: Path) -> None:
     assert ens.server(leader).snapshotter is not None
     assert ens.server(leader).snapshotter.taken >= 1  # type: ignore[union-attr]
     assert ens.backends[leader].list_snapshots()
+
+
+# -- the storage pipeline ------------------------------------------------------------------------
+
+def test_peer_storage_runs_ops_in_order_and_batches_consecutive_appends() -> None:
+    from zktwist.core.database import CoreConfig
+    from zktwist.core.txn import Txn
+    from zktwist.proto.consts import OpCode
+    from zktwist.quorum import effects as fx
+    from zktwist.server.ensemble import PeerStorage
+
+    clock = FakeReactor()
+    backend = MemoryBackend()
+    backend.open()
+    results: List[Any] = []
+    failures: List[Any] = []
+    storage = PeerStorage(clock, backend, CoreConfig(tick_time=2000, server_id=1), 500,
+                          results.extend, failures.append, lambda: 0)
+    storage.pool = SyncPool()
+
+    def txn(z: int) -> Txn:
+        return Txn(0x100, z, z, 0, OpCode.createSession, (30000,))
+
+    storage.submit(fx.AppendTxns(1, (txn(1),)))
+    storage.submit(fx.AppendTxns(2, (txn(2), txn(3))))
+    storage.submit(fx.SetMeta(3, "currentEpoch", "1"))
+    storage.submit(fx.AppendTxns(4, (txn(4),)))
+    storage.submit(fx.Reload(5, 2))
+    clock.advance(0)
+    clock.advance(0)
+    assert [len(c) for c in backend.calls] == [3, 1]  # 1+2 merged; SetMeta between
+    assert [(r[0], r[1]) for r in results] == [("done", 2), ("done", 3), ("done", 4),
+                                               ("reloaded", 5)]
+    core = results[-1][2]
+    assert core.last_zxid == 2 and backend.get_meta("currentEpoch") == "1"
+    assert failures == []
+    # a refused op stops the pipeline and reports the failure
+    backend.fail_next = OSError("disk full")
+    storage.submit(fx.AppendTxns(6, (txn(3),)))
+    storage.submit(fx.SetMeta(7, "currentEpoch", "2"))
+    clock.advance(0)
+    clock.advance(0)
+    assert len(failures) == 1 and storage.failed
+    assert backend.get_meta("currentEpoch") == "1"

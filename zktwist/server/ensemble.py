@@ -30,6 +30,7 @@ from twisted.python.failure import Failure
 
 from zktwist.config import ServerConfig
 from zktwist.core.database import CoreConfig, ZooKeeperCore
+from zktwist.core.txn import encode
 from zktwist.proto import records
 from zktwist.proto.consts import Err, OpCode
 from zktwist.proto.jute import JuteError
@@ -40,7 +41,7 @@ from zktwist.server.connection import CLOSED, CONNECTING, ClientConnection, Entr
     pack_framed_reply_header
 from zktwist.server.peerstore import recover_peer, run_storage_op
 from zktwist.server.snapshots import Snapshotter
-from zktwist.server.stats import ServerStats
+from zktwist.server.stats import BufferStats, ServerStats
 from zktwist.storage.committer import StorageThread
 
 log = Logger()
@@ -366,6 +367,7 @@ class EnsembleServer:
         self.per_ip: Dict[str, int] = {}
         self.dirty: Set[ClientConnection] = set()
         self.outstanding = 0
+        self._paused = False
         self.local_reads = 0
         self.forwarded_writes = 0
         self.mono = time.monotonic()
@@ -374,6 +376,8 @@ class EnsembleServer:
         self.started_at = time.time()
         self.serving = False
         self.mode = "looking"
+        self.serving_since = 0.0
+        self.proposal_sizes = BufferStats()
         self.stopped = False
         self._effects: Deque[Any] = deque()
         self._running = False
@@ -566,6 +570,10 @@ class EnsembleServer:
         self.network.disconnect(e.to)
 
     def _fx_storage(self, e: Any) -> None:
+        if self.mode == "leader" and type(e) is fx.AppendTxns:
+            # Leader.propose's proposalStats: the size of each proposed txn.
+            for t in e.txns:
+                self.proposal_sizes.set_last(len(encode(t)))
         self.storage.submit(e)
 
     def _fx_trace(self, e: fx.Trace) -> None:
@@ -578,6 +586,7 @@ class EnsembleServer:
     def _fx_start_serving(self, e: fx.StartServing) -> None:
         self.serving = True
         self.mode = e.role
+        self.serving_since = time.time()
         log.info("zktwist server.{sid}: serving clients as {role}", sid=self.sid, role=e.role)
 
     def _fx_stop_serving(self, e: fx.StopServing) -> None:
@@ -592,6 +601,7 @@ class EnsembleServer:
         for conn in list(self.connections):
             conn.close()
         self.outstanding = 0
+        self._maybe_resume()
 
     def _fx_session_established(self, e: fx.SessionEstablished) -> None:
         conn = e.token
@@ -749,13 +759,16 @@ class EnsembleServer:
     def _count_in(self) -> None:
         self.outstanding += 1
         if self.outstanding > self.config.global_outstanding_limit:
+            self._paused = True
             for c in self.connections:
                 if not c.paused:
                     c.paused = True
                     c.transport.pauseProducing()  # type: ignore[union-attr]
 
     def _maybe_resume(self) -> None:
-        if self.outstanding <= self.config.global_outstanding_limit:
+        # Called after every batch of effects: only walk the connections if some are paused.
+        if self._paused and self.outstanding <= self.config.global_outstanding_limit:
+            self._paused = False
             for c in self.connections:
                 if c.paused:
                     c.paused = False

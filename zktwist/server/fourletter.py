@@ -142,7 +142,16 @@ def _server_stats(server: "Server") -> str:
         + "Zxid: 0x%s\n" % _hex(server.core.last_zxid)
         + "Mode: %s\n" % server_state(server)
         + "Node count: %d\n" % server.core.tree.node_count()
+        + _proposal_sizes_line(server)
     )
+
+
+def _proposal_sizes_line(server: "Server") -> str:
+    """StatCommand on a leader: 'Proposal sizes last/min/max: ...' (BufferStats.toString)."""
+    sizes = getattr(server, "proposal_sizes", None)
+    if sizes is None or server_state(server) != "leader":
+        return ""
+    return "Proposal sizes last/min/max: %d/%d/%d\n" % (sizes.last, sizes.min, sizes.max)
 
 
 def server_state(server: "Server") -> str:
@@ -457,6 +466,11 @@ def _quorum_values(server: "Server") -> List[Tuple[str, object]]:
             ("synced_non_voting_followers", 0),
             ("synced_observers", sum(1 for h in learners if h.observer and h.synced)),
             ("pending_syncs", len(role.sync_waiters)),
+            ("leader_uptime", int((time.time() - getattr(server, "serving_since", 0.0)) * 1000)
+             if server.serving else 0),
+            ("last_proposal_size", server.proposal_sizes.last),  # type: ignore[union-attr]
+            ("max_proposal_size", server.proposal_sizes.max),  # type: ignore[union-attr]
+            ("min_proposal_size", server.proposal_sizes.min),  # type: ignore[union-attr]
         ]
     values += [
         ("zktwist_local_reads", getattr(server, "local_reads", 0)),
