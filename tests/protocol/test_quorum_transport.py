@@ -336,7 +336,11 @@ def test_quorum_packets_arrive_in_order_and_are_written_in_batches(
     writes: List[int] = []
     t: Any = link.transport
     real_write = t.write
-    t.write = lambda data: (writes.append(len(data)), real_write(data))
+
+    def counting_write(data: bytes) -> None:
+        writes.append(len(data))
+        real_write(data)
+    t.write = counting_write
     sent: List[Any] = []
     for i in range(1000):
         p: Any = (m.Ack(i) if i % 3 else
@@ -473,8 +477,8 @@ def test_a_malformed_frame_closes_only_that_link(tmp_path: Path, certs: Dict[str
     for a, b in all_pairs(e.nodes):
         e[a].net.send(b, note(a, 9))
     e.run()
-    assert e[1].messages(3)[-2:] == [note(3, 9), m.Ack(6)] or m.Ack(6) in e[1].messages(3)
-    assert e[3].messages(1)[-1] in (m.Commit(6), note(1, 9))
+    assert m.Ack(6) in e[1].messages(3) and note(3, 9) in e[1].messages(3)
+    assert m.Commit(6) in e[3].messages(1) and note(1, 9) in e[3].messages(1)
     assert sorted(n.sid for n in e[2].messages() if isinstance(n, Notification)) == [1, 3]
     # And server 2 may dial again.
     e[2].net.connect(1)
@@ -601,8 +605,8 @@ def test_real_sockets_on_loopback(tmp_path: Path, certs: Dict[str, Path], mode: 
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["notes"] == {"1": [2, 3], "2": [1, 3], "3": [1, 2]}
     assert out["election"] == {"1": [2, 3], "2": [1, 3], "3": [1, 2]}
-    assert out["ups"] == {"1": [["up", 2], ["up", 3]], "2": [["up", 1]], "3": [["up", 1]]} or \
-        sorted(map(tuple, out["ups"]["1"])) == [("up", 2), ("up", 3)]
+    assert sorted(out["ups"]["1"]) == [["up", 2], ["up", 3]]
+    assert out["ups"]["2"] == [["up", 1]] and out["ups"]["3"] == [["up", 1]]
     assert out["acks"] == list(range(1000))
     assert out["snap"] == [3 << 20]
     assert out["auth_failures"] == 0
