@@ -468,3 +468,48 @@ def test_peer_storage_runs_ops_in_order_and_batches_consecutive_appends() -> Non
     clock.advance(0)
     assert len(failures) == 1 and storage.failed
     assert backend.get_meta("currentEpoch") == "1"
+
+
+# -- observers and expiry ------------------------------------------------------------------------
+
+def test_an_observer_serves_reads_forwards_writes_and_never_votes(tmp_path: Path) -> None:
+    ens = Ensemble.__new__(Ensemble)
+    ens.tmp, ens.snap_count = tmp_path, 100000
+    ens.clock = FakeReactor()
+    ens.clock.advance(EPOCH_S)
+    ens.hub = Hub(ens.clock)
+    ens.members, ens.backends = {}, {}
+    servers = SERVERS + "server.4=127.0.0.1:2891:3891:observer;127.0.0.1:2184\n"
+    for sid in (1, 2, 3, 4):
+        ens.backends[sid] = MemoryBackend()
+        ens.members[sid] = Member(ens, sid, ens.backends[sid], servers=servers)
+    leader, others = ens.settle()
+    assert leader == 3 and ens.server(4).mode == "observer"
+    assert "Mode: observer\n" in word(ens.server(4), "srvr")
+    assert "\npeerType=1\n" in word(ens.server(4), "conf")
+    o = ens.client(4)
+    o.handshake()
+    ens.run(0.3)
+    assert [(r.xid, r.err) for r in o.settle_call(create(1, "/obs", b"o"))] == [(1, OK)]
+    got = o.settle_call(sync(2, "/obs") + get_data(3, "/obs"))
+    assert [(r.xid, r.err) for r in got] == [(2, OK), (3, OK)]
+    mntr = dict(line.split("\t", 1) for line in word(ens.server(leader), "mntr").splitlines())
+    assert mntr["zk_synced_observers"] == "1" and mntr["zk_synced_followers"] == "2"
+    assert mntr["zk_quorum_size"] == "3"
+
+
+def test_the_leader_expires_a_silent_session_and_its_follower_closes_the_socket(
+        ens: Ensemble) -> None:
+    _, (f1, f2) = ens.settle()
+    a = ens.client(f1)
+    resp = a.handshake(timeout=4000)
+    ens.run(0.3)
+    a.settle_call(create(1, "/gone", b"", flags=1))
+    b = ens.client(f2)
+    b.handshake()
+    ens.run(0.3)
+    b.take()
+    ens.run(8.0)  # a sends nothing (no pings): its 4 s session expires on the leader
+    assert a.closed and resp.timeout == 4000
+    got = b.settle_call(sync(1, "/gone") + get_data(2, "/gone"))
+    assert [(r.xid, r.err) for r in got] == [(1, OK), (2, -101)]  # NONODE: the ephemeral went
