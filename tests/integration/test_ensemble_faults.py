@@ -224,6 +224,11 @@ def assert_members_agree(clients: Clients, ens: Ensemble, writers: List[Writer],
             assert tree[p][0] == p.encode(), f"member {sid}: {p} holds {tree[p][0]!r}"
         phantom = sorted(p for p in tree if p.startswith(base + "/w") and p not in issued)
         assert not phantom, f"member {sid} has writes nobody issued: {phantom[:5]}"
+    return assert_trees_equal(trees)
+
+
+def assert_trees_equal(trees: Dict[int, Dict[str, tuple]]) -> Dict[str, tuple]:
+    """All members' trees are identical; the first one."""
     first = min(trees)
     for sid, tree in trees.items():
         if tree != trees[first]:
@@ -264,6 +269,50 @@ def keep_writing_until(writers: List[Writer], since: float, per_writer: int = 5,
     for w in writers:
         w.stop()
         assert not w.errors, f"writer {w.name_}: {w.errors[0]!r}"
+
+
+# ---------------------------------------------------------------------------
+# the checks themselves
+
+
+@pytest.mark.parametrize("kind", [pytest.param("apache", id="apache")], indirect=True)
+def test_the_checks_catch_lost_and_phantom_writes_divergence_and_new_sessions(
+        ensemble: Ensemble, clients: Clients) -> None:
+    """No fault: the checks pass; a deleted acknowledged write, a write nobody issued, a
+    member whose tree differs and a session that was replaced each make them fail."""
+    base = f"/checks-{uuid.uuid4().hex[:6]}"
+    admin = clients()
+    admin.create(base)
+    writers = start_writers(clients, ensemble, base)
+    sessions, ephemerals = make_ephemerals(writers, base)
+    keep_writing_until(writers, 0.0, per_writer=3)
+    tree = assert_members_agree(clients, ensemble, writers, base)
+    assert_sessions_survived(clients, sessions, ephemerals, tree)
+
+    lost = writers[0].acked[0][0]
+    admin.delete(lost)
+    with pytest.raises(AssertionError, match="lost 1 acknowledged"):
+        assert_members_agree(clients, ensemble, writers, base)
+    admin.create(lost, lost.encode())
+    admin.create(f"{base}/w9-000001", b"")
+    with pytest.raises(AssertionError, match="nobody issued"):
+        assert_members_agree(clients, ensemble, writers, base)
+    admin.delete(f"{base}/w9-000001")
+    tree = assert_members_agree(clients, ensemble, writers, base)
+
+    doctored = dict(tree)
+    doctored[lost] = (b"other",) + tree[lost][1:]
+    with pytest.raises(AssertionError, match="disagree on 1 znodes"):
+        assert_trees_equal({1: tree, 2: tree, 3: doctored})
+
+    replaced = writers[1].client
+    replaced.stop()
+    with pytest.raises(AssertionError, match="sessions were LOST"):
+        assert_sessions_survived(clients, sessions, ephemerals, tree)
+    clients.lost.clear()
+    replaced.start(timeout=WAIT)      # a new session: what a failover must not cause
+    with pytest.raises(AssertionError, match="new session"):
+        assert_sessions_survived(clients, sessions, ephemerals, tree)
 
 
 # ---------------------------------------------------------------------------
