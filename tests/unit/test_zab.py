@@ -8,7 +8,7 @@ import pytest
 
 from zktwist.core.txn import Txn
 from zktwist.core.sessions import session_password
-from zktwist.proto.consts import Err, OpCode
+from zktwist.proto.consts import CreateMode, Err, OpCode, Perms
 from zktwist.quorum import effects as fx
 from zktwist.quorum import messages as m
 from zktwist.quorum.election import FOLLOWING, LEADING, LOOKING, OBSERVING
@@ -353,3 +353,17 @@ def test_an_expiry_close_does_not_answer_a_pending_write_with_cxid_0() -> None:
     peer.apply_txn(close2, c.now)
     done = [e for e in peer._drain() if isinstance(e, fx.WriteDone)]
     assert [d.token for d in done] == ["close-token"]
+
+
+def test_an_acl_id_outside_the_bmp_is_the_same_on_every_server() -> None:
+    # (paths cannot hold such characters: prep refuses them as Apache's validatePath does)
+    c = Cluster()
+    leader = c.stable()
+    f1, _ = followers(c, leader)
+    sid = c.connect(f1, timeout=5000).session_id
+    acl = ((Perms.ALL, "digest", "emoji-\U0001F600:aGFzaA=="),)
+    r = c.write(f1, sid, 1, OpCode.create, ("/acl", b"x", acl, CreateMode.PERSISTENT, -1))
+    assert ok(r)
+    c.run_for(200)
+    acls = [c.peer(s).core.tree.nodes["/acl"].acl for s in c.voter_sids]
+    assert acls[0] == acls[1] == acls[2], acls

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Set, Tuple
 
-from zktwist.core.txn import Txn
+from zktwist.core.txn import Txn, decode, encode
 from zktwist.proto.consts import Err, OpCode
 from zktwist.quorum import messages as m
 from zktwist.quorum.effects import Disconnect
@@ -22,6 +22,15 @@ if TYPE_CHECKING:  # pragma: no cover
 MAX_COUNTER = 0xFFFFFFFE
 
 DISCOVERY, SYNC, BROADCAST = "discovery", "sync", "broadcast"
+
+
+def _outside_bmp(value: Any) -> bool:
+    """Does a txn body hold a str with a character above U+FFFF?"""
+    if isinstance(value, str):
+        return not value.isascii() and any(ord(c) > 0xFFFF for c in value)
+    if isinstance(value, (tuple, list)):
+        return any(_outside_bmp(v) for v in value)
+    return False
 
 
 class LearnerHandle:
@@ -366,6 +375,10 @@ class Leader:
         else:
             # owner=origin: a session attached to another server gets SESSIONMOVED.
             txn = prep.prep(session_id, cxid, op, req, auth_ids, now, owner=origin)
+        if _outside_bmp(txn.body):
+            # jute writes strings as Java does (CESU-8), so a character outside the BMP comes
+            # back from the log as U+FFFD: every server must apply what the learners decode.
+            txn = decode(encode(txn))
         self._propose(txn, now)
 
     def _room_for_zxid(self, now: int) -> bool:
