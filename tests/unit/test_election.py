@@ -65,6 +65,8 @@ class Router:
     starts: Dict[int, int] = field(default_factory=dict)
     received: Dict[int, List[Notification]] = field(default_factory=dict)  # delivered while looking
     decided_at: Dict[int, int] = field(default_factory=dict)
+    budget: int = 200_000           # deliveries; a storm of notifications is a bug
+
 
     def start(self, sid: int, last_zxid: int = 0, current_epoch: int = 0) -> None:
         self.running.add(sid)
@@ -125,6 +127,8 @@ class Router:
             self.now = t
             while self.queue and self.queue[0][0] <= t:
                 _, _, src, dst, msg = heapq.heappop(self.queue)
+                self.budget -= 1
+                assert self.budget > 0, "notification storm"
                 if dst in self.running:
                     self._deliver(dst, msg)
             for sid in sorted(self.running):

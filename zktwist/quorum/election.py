@@ -244,6 +244,8 @@ class FastLeaderElection:
         if self._finalize_at is not None:
             # ZooKeeper polls for finalize_wait after reaching a quorum and only a better vote
             # (whatever its state or epoch) reopens the round; anything else is consumed.
+            # Unlike ZooKeeper's poll, a consumed message does not restart the wait: steady
+            # chatter (re-sends, answers) could otherwise put the decision off for ever.
             if not self._better(n.vote, self._proposal):
                 return out
             self._finalize_at = None
@@ -275,11 +277,14 @@ class FastLeaderElection:
     def answer(self, n: Notification, state: int, vote: Vote, election_epoch: int) -> List[Send]:
         """For a server that is not looking: tell a LOOKING sender whom we follow or lead.
 
-        ``vote`` is the vote we ended the election with; ZooKeeper updates its
-        ``peer_epoch`` to the new epoch once the leader's epoch is set
-        (``QuorumPeer.updateElectionVote``), and a late starter only joins when
-        a quorum report the same (leader, peer_epoch) - so pass the same vote on
-        every server of the ensemble.
+        ``state``, ``vote``, ``election_epoch``: normally our :attr:`result`.
+        A late starter joins only when a quorum report the same (leader,
+        peer_epoch) and the leader itself reports LEADING, so every server of
+        the ensemble must report the same vote.  (ZooKeeper sets ``peer_epoch``
+        to the new epoch once it is established, ``QuorumPeer.updateElectionVote``;
+        do that on all servers or on none.)  Answers to FOLLOWING/LEADING/OBSERVING
+        senders are never sent: two servers that are not looking must not talk
+        for ever.
         """
         if n.state != LOOKING or n.sid == self.sid:
             return []
