@@ -8,7 +8,8 @@ then for each of R rounds:
    only) issues setData back to back, one outstanding;
 2. the leader gets SIGKILL at ``t_kill``; a writer whose connection drops
    reattaches its session (same id and password) on the same member every
-   ``--retry-ms``, and resends;
+   ``--retry-ms``, and resends (``--client kazoo``: a stock kazoo client
+   that knows every member does its own reconnecting instead);
 3. the round's figures: ``first`` = from ``t_kill`` to the first acknowledged
    write *issued after the kill* on any member, ``all`` = to the moment every
    surviving member has acknowledged one such write;
@@ -171,6 +172,35 @@ class Writer(threading.Thread):
         return None
 
 
+class KazooWriter(Writer):
+    """The same, through a stock kazoo client that knows every member (its own first)."""
+
+    def __init__(self, sid: int, hosts: str, path: bytes, retry: float) -> None:
+        super().__init__(sid, 0, path, retry)
+        import logging
+
+        from kazoo.client import KazooClient
+        logging.getLogger("kazoo").setLevel(logging.CRITICAL)   # a reconnect per kill is expected
+        self.client = KazooClient(hosts=hosts, timeout=10.0, randomize_hosts=False)
+        self.client.start(timeout=30)
+
+    def run(self) -> None:
+        from kazoo.exceptions import KazooException
+        path = self.path.decode()
+        while not self.stopping.is_set():
+            sent = time.monotonic()
+            try:
+                self.client.set_async(path, b"x" * 32).get(timeout=5)
+            except (KazooException, Exception):
+                self.failures += 1
+                self.stopping.wait(self.retry)
+                continue
+            with self.lock:
+                self.acks.append((sent, time.monotonic()))
+        self.client.stop()
+        self.client.close()
+
+
 def summarize(values: List[float]) -> Dict[str, float]:
     s = sorted(values)
     if not s:
@@ -193,11 +223,16 @@ def setup_paths(ens: Ensemble, paths: List[bytes]) -> None:
         s.close()
 
 
-def one_round(ens: Ensemble, retry: float, deadline: float) -> Dict[str, Any]:
+def one_round(ens: Ensemble, retry: float, deadline: float, client: str = "raw") -> Dict[str, Any]:
     """Kill the leader once; the round's figures."""
     leader = ens.wait_for_leader(60, all_serving=True)
     survivors = [sid for sid in ens.members if sid != leader]
-    writers = [Writer(sid, ens[sid].port, b"/failover-bench/w%d" % sid, retry) for sid in survivors]
+    if client == "kazoo":
+        writers: List[Writer] = [
+            KazooWriter(sid, ens.hosts_of([sid] + [s for s in ens.members if s != sid]),
+                        b"/failover-bench/w%d" % sid, retry) for sid in survivors]
+    else:
+        writers = [Writer(sid, ens[sid].port, b"/failover-bench/w%d" % sid, retry) for sid in survivors]
     for w in writers:
         w.start()
     try:
@@ -229,6 +264,7 @@ def one_round(ens: Ensemble, retry: float, deadline: float) -> Dict[str, Any]:
         "per_member": {str(k): v for k, v in sorted(firsts.items())},
         "reattached": sum(w.session.reattached for w in writers),
         "expired": sum(w.session.expired for w in writers),
+        "failed_requests": sum(w.failures for w in writers),
     }
 
 
@@ -240,7 +276,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         ens.start()
         setup_paths(ens, [b"/failover-bench/w%d" % sid for sid in ens.members])
         for r in range(args.rounds):
-            res = one_round(ens, args.retry_ms / 1000.0, args.deadline)
+            res = one_round(ens, args.retry_ms / 1000.0, args.deadline, args.client)
             rounds.append(res)
             print("round %2d: killed %d -> leader %s  first write %s  all members %s  %s" % (
                 r + 1, res["killed"], res["new_leader"],
@@ -253,7 +289,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     finally:
         ens.cleanup()
     out = {
-        "kind": args.kind, "size": args.size, "proxy": args.proxy,
+        "kind": args.kind, "size": args.size, "proxy": args.proxy, "client": args.client,
         "tickTime": args.tick_time, "initLimit": args.init_limit, "syncLimit": args.sync_limit,
         "first": summarize([r["first"] for r in rounds if r["first"] is not None]),
         "all": summarize([r["all"] for r in rounds if r["all"] is not None]),
@@ -281,6 +317,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--retry-ms", type=float, default=10.0, help="reconnect / retry interval")
     p.add_argument("--deadline", type=float, default=30.0, help="give a round up after this many seconds")
     p.add_argument("--settle", type=float, default=1.0, help="seconds between a rejoin and the next kill")
+    p.add_argument("--client", choices=("raw", "kazoo"), default="raw",
+                   help="raw: reattach on the same member every --retry-ms; kazoo: a stock "
+                        "KazooClient knowing every member (its own first), --retry-ms between failures")
     p.add_argument("--proxy", action="store_true", help="route peer links through the fault proxy")
     p.add_argument("--json", default="", metavar="FILE")
     args = p.parse_args(argv)
