@@ -18,14 +18,15 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 import pytest
 
 from tests.conftest import require_apache_zookeeper
 from tests.support.ensemble import Ensemble, zktwist_ensemble_available
 
-kazoo_client = pytest.importorskip("kazoo.client")
+pytest.importorskip("kazoo.client")
+from kazoo.client import KazooClient  # noqa: E402
 from kazoo.exceptions import (  # noqa: E402
     ConnectionClosedError,
     ConnectionLoss,
@@ -36,7 +37,6 @@ from kazoo.exceptions import (  # noqa: E402
 from kazoo.handlers.threading import KazooTimeoutError  # noqa: E402
 from kazoo.protocol.states import KazooState  # noqa: E402
 
-KazooClient = kazoo_client.KazooClient
 
 ZKTWIST_REASON = ("the zktwist ensemble server (zktwist/server/ensemble.py) does not exist yet; "
                   "these tests run against it as soon as it does")
@@ -382,7 +382,7 @@ def test_follower_sigstop_then_sigcont(ensemble: Ensemble, clients: Clients) -> 
 # a member cut off by the proxy
 
 
-def _write_fails(client: KazooClient, path: str, timeout: float = 5.0) -> bool:
+def _write_fails(client: KazooClient, path: str, timeout: float = 2.0) -> bool:
     """True if a create through ``client`` is not acknowledged within ``timeout``."""
     try:
         client.create_async(path, b"minority").get(timeout=timeout)
@@ -459,7 +459,7 @@ def test_recipes_keep_their_guarantees_across_leader_failover(ensemble: Ensemble
     clients().create(base)
     stop = threading.Event()
     problems: List[str] = []
-    lock_state = {"holder": None, "count": 0, "acquired": 0}
+    lock_state: Dict[str, Any] = {"holder": None, "count": 0, "acquired": 0}
     guard = threading.Lock()
 
     def guarded(target: Callable[..., None]) -> Callable[..., None]:
@@ -550,28 +550,35 @@ def test_recipes_keep_their_guarantees_across_leader_failover(ensemble: Ensemble
         finally:
             produced.set()
 
-    def consumer() -> None:
-        q = clients(first=2).LockingQueue(base + "/queue")
+    def consume_all(q: Any, into: List[int], until: Callable[[], bool]) -> None:
+        """Take and consume entries until ``until()`` holds and the queue looked empty 3 times."""
         empty = 0
         while empty < 3:
             item: Optional[bytes] = None
             try:
                 item = q.get(timeout=0.5)
                 if item is None:
-                    empty += 1 if produced.is_set() else 0
+                    empty += 1 if until() else 0
                     continue
                 empty = 0
                 if q.consume():
-                    consumed.append(int(item))
+                    into.append(int(item))
                 else:   # our hold on it went away: it stays in the queue
                     q.processing_element = None
             except NoNodeError:
                 # consume's delete was applied but its reply lost; the retry finds it gone
                 if item is not None:
-                    consumed.append(int(item))
+                    into.append(int(item))
                 q.processing_element = None
             except TRANSIENT:
                 time.sleep(0.05)
+
+    def consumer() -> None:
+        zk = clients(first=2)
+        consume_all(zk.LockingQueue(base + "/queue"), consumed, produced.is_set)
+        # kazoo's LockingQueue can leave an entry locked by its own live session when a
+        # connection drops mid-take; the entry is not lost, it waits for that session to end
+        clients.stop(zk)
 
     threads = [threading.Thread(target=guarded(locker), args=(f"l{s}", s), daemon=True)
                for s in ensemble.members]
@@ -604,11 +611,14 @@ def test_recipes_keep_their_guarantees_across_leader_failover(ensemble: Ensemble
     assert int(data) >= lock_state["count"], f"lost increments: znode {int(data)} < {lock_state['count']}"
     unknown_sets = lock_state["acquired"] - lock_state["count"]
     assert int(data) <= lock_state["count"] + unknown_sets
+    leftover: List[int] = []
+    consume_all(clients().LockingQueue(base + "/queue"), leftover, lambda: True)
     acked = set(put_acked)
-    got = [n for n in consumed]
+    got = consumed + leftover
     assert acked <= set(got), f"acknowledged puts never consumed: {sorted(acked - set(got))[:10]}"
     assert set(got) <= acked | set(put_unknown), "consumed items nobody put"
     dupes = [n for n in set(got) if got.count(n) > 1 and n in acked]
     assert not dupes, f"items consumed twice: {dupes[:10]}"
-    in_order = [n for n in got if n in acked]
+    in_order = [n for n in consumed if n in acked]
     assert in_order == sorted(in_order), "the queue did not keep FIFO order"
+    assert len(leftover) <= 3, f"{len(leftover)} entries were left for a later consumer"

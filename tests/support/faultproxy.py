@@ -424,7 +424,7 @@ class FaultProxy:
                     elif kind == "listen":
                         self._accept(obj)
                     elif not obj.closed:
-                        self._on_conn(obj, key.fileobj, mask)
+                        self._on_conn(obj, key.fileobj, mask)  # type: ignore[arg-type]
                 # delayed chunks that came due, and interest after mode changes
                 for link in list(self.links.values()):
                     for conn in list(link.conns):
