@@ -307,6 +307,7 @@ def test_the_checks_catch_lost_and_phantom_writes_divergence_and_new_sessions(
 
     replaced = writers[1].client
     replaced.stop()
+    wait_until(lambda: replaced in clients.lost, what="kazoo reporting the stopped session LOST")
     with pytest.raises(AssertionError, match="sessions were LOST"):
         assert_sessions_survived(clients, sessions, ephemerals, tree)
     clients.lost.clear()
