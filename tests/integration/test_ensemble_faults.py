@@ -447,6 +447,26 @@ def test_follower_cut_off_one_way(ensemble: Ensemble, clients: Clients, how: str
     assert_sessions_survived(clients, sessions, ephemerals, tree)
 
 
+@pytest.mark.slow
+def test_slow_links_between_leader_and_a_follower(ensemble: Ensemble, clients: Clients) -> None:
+    """300 ms each way on the quorum links between the leader and one follower (below
+    syncLimit): writes go on, the slow follower keeps following, and all agree afterwards."""
+    base = f"/slow-{uuid.uuid4().hex[:6]}"
+    clients().create(base)
+    leader = ensemble.wait_for_leader(WAIT, all_serving=True)
+    follower = next(s for s in ensemble.members if s != leader)
+    writers = start_writers(clients, ensemble, base)
+    sessions, ephemerals = make_ephemerals(writers, base)
+    ensemble.link(follower, leader, "quorum").delay(300)
+    t_slow = time.monotonic()
+    time.sleep(3)
+    assert ensemble[follower].mode() == "follower" and ensemble.leader() == leader
+    keep_writing_until(writers, t_slow, per_writer=5)
+    ensemble.heal()
+    tree = assert_members_agree(clients, ensemble, writers, base)
+    assert_sessions_survived(clients, sessions, ephemerals, tree)
+
+
 # ---------------------------------------------------------------------------
 # recipes across a leader failover
 
