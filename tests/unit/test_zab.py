@@ -293,6 +293,13 @@ def test_revalidation_on_another_server_and_sessionmoved() -> None:
     assert isinstance(r, fx.WriteDone) and r.txn.type == OpCode.error
     assert r.txn.body == (Err.SESSIONMOVED,)
     assert ok(c.set_data(f2, sid, 3, "/s", b"new"))
+    # a multi from the old connection: its first op fails with SESSIONMOVED, the rest
+    # roll back (as pRequest2Txn checks the session per sub-op)
+    r = c.write(f1, sid, 4, OpCode.multi, ((OpCode.check, ("/s", -1)),
+                                           (OpCode.setData, ("/s", b"old", -1))))
+    assert isinstance(r, fx.WriteDone) and r.txn.type == OpCode.multi
+    assert [sub for sub in r.txn.body[0]] == [(OpCode.error, (Err.SESSIONMOVED,)),
+                                              (OpCode.error, (Err.RUNTIMEINCONSISTENCY,))]
     # an unknown session is rejected
     bogus = (f2 << 56) | 12345
     assert isinstance(c.connect(f2, bogus, session_password(bogus)), fx.SessionRejected)

@@ -333,7 +333,7 @@ class Prep:
         raise MarshallingError(op)
 
     def _multi(self, ops: tuple, session_id: int, auth_ids: Sequence,
-               zxid: int) -> tuple:
+               zxid: int, owner: object = None) -> tuple:
         subs: List[Tuple[int, tuple]] = []
         failed = False
         saved: Dict[str, Optional[ChangeRecord]] = {}
@@ -354,6 +354,9 @@ class Prep:
                         op = _create_opcode_for_multi(req[3])
                         req = req[:4] + (-1,)
                 try:
+                    if owner is not None:
+                        # as pRequest2Txn does for each sub-op: SESSIONMOVED fails this op
+                        self.sessions.check_owner(session_id, owner)
                     subs.append(self._one(op, req, session_id, auth_ids, zxid))
                 except KeeperError as e:
                     failed = True
@@ -391,7 +394,7 @@ class Prep:
         """
         zxid = self.last_zxid = self.last_zxid + 1
         try:
-            if owner is not None:
+            if owner is not None and op != OpCode.multi:
                 self.sessions.check_owner(session_id, owner)
             if isinstance(req, Exception):
                 raise MarshallingError(req)
@@ -400,7 +403,8 @@ class Prep:
                 return Txn(session_id, cxid, zxid, now_ms, type_, body)
             if op == OpCode.multi:
                 return Txn(session_id, cxid, zxid, now_ms, OpCode.multi,
-                           self._multi(req, session_id, auth_ids, zxid))  # type: ignore[arg-type]
+                           self._multi(req, session_id, auth_ids, zxid,  # type: ignore[arg-type]
+                                       owner))
             type_, body = self._one(op, req, session_id, auth_ids, zxid)  # type: ignore[arg-type]
             if op in (OpCode.create2, OpCode.createTTL, OpCode.createContainer):
                 type_ = op
