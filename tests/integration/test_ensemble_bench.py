@@ -9,7 +9,7 @@ from typing import Iterator
 import pytest
 
 from tests.conftest import require_apache_zookeeper
-from tests.support.ensemble import Ensemble, zktwist_ensemble_available
+from tests.support.ensemble import Ensemble
 from zktwist.cli import bench
 
 _RECEIVED = re.compile(r"^Received:\s*(\d+)", re.M)
@@ -17,8 +17,7 @@ _RECEIVED = re.compile(r"^Received:\s*(\d+)", re.M)
 
 @pytest.fixture(params=[
     pytest.param("apache", id="apache"),
-    pytest.param("zktwist", id="zktwist", marks=pytest.mark.skipif(
-        not zktwist_ensemble_available(), reason="no zktwist ensemble server (zktwist/server/ensemble.py) yet")),
+    pytest.param("zktwist", id="zktwist"),
 ])
 def ensemble(request, tmp_path) -> Iterator[Ensemble]:
     if request.param == "apache":

@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 import pytest
 
 from tests.conftest import require_apache_zookeeper
-from tests.support.ensemble import Ensemble, zktwist_ensemble_available
+from tests.support.ensemble import Ensemble
 
 pytest.importorskip("kazoo.client")
 from kazoo.client import KazooClient  # noqa: E402
@@ -38,14 +38,7 @@ from kazoo.handlers.threading import KazooTimeoutError  # noqa: E402
 from kazoo.protocol.states import KazooState  # noqa: E402
 
 
-ZKTWIST_REASON = ("the zktwist ensemble server (zktwist/server/ensemble.py) does not exist yet; "
-                  "these tests run against it as soon as it does")
-
-KINDS = [
-    pytest.param("apache", id="apache"),
-    pytest.param("zktwist", id="zktwist",
-                 marks=pytest.mark.skipif(not zktwist_ensemble_available(), reason=ZKTWIST_REASON)),
-]
+KINDS = [pytest.param("apache", id="apache"), pytest.param("zktwist", id="zktwist")]
 
 #: Session timeout asked for (Apache negotiates it into [2, 20] ticks: 1-10 s at tickTime=500).
 SESSION_TIMEOUT = 8.0

@@ -46,11 +46,6 @@ _MODE = re.compile(r"^Mode:\s*(\S+)", re.M)
 _LIVE: "List[Ensemble]" = []
 
 
-def zktwist_ensemble_available() -> bool:
-    """True once the zktwist ensemble server exists in this checkout."""
-    return (PROJECT_ROOT / "zktwist" / "server" / "ensemble.py").exists()
-
-
 def _free_ports(n: int) -> List[int]:
     ports: List[int] = []
     while len(ports) < n:
