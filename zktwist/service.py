@@ -36,10 +36,13 @@ from zktwist.storage.registry import make_backend
 log = Logger()
 
 
-class StorageService(service.Service):
-    """Opens the log and replays it into the tree before anything listens."""
+class _RecoveringService(service.Service):
+    """Recovers the server's state from storage before anything listens; a storage
+    error is one clear line and exit status 1 (twistd's path), never a traceback."""
 
-    def __init__(self, server: StandaloneServer) -> None:
+    server: Any
+
+    def __init__(self, server: Any) -> None:
         self.server = server
         self.recovered = False
 
@@ -47,9 +50,10 @@ class StorageService(service.Service):
         if self.recovered:
             return
         self.recovered = True
-        n = self.server.recover()
-        log.info("zktwist {version}: recovered {n} txns, last zxid 0x{zxid:x}",
-                 version=__version__, n=n, zxid=self.server.core.last_zxid)
+        self._recover_now()
+
+    def _recover_now(self) -> None:
+        raise NotImplementedError
 
     def privilegedStartService(self) -> None:
         # twistd binds every port before startService: recover first, so no
@@ -57,7 +61,6 @@ class StorageService(service.Service):
         try:
             self._recover()
         except StorageError as e:
-            # twistd's path: one clear line and exit status 1, no traceback.
             sys.stderr.write("zktwist: error: %s\n" % e)
             sys.stderr.flush()
             log.critical("zktwist cannot start: {error}", error=str(e))
@@ -71,6 +74,17 @@ class StorageService(service.Service):
     def stopService(self) -> None:
         super().stopService()
         self.server.shutdown()
+
+
+class StorageService(_RecoveringService):
+    """Opens the log and replays it into the tree before anything listens."""
+
+    server: StandaloneServer
+
+    def _recover_now(self) -> None:
+        n = self.server.recover()
+        log.info("zktwist {version}: recovered {n} txns, last zxid 0x{zxid:x}",
+                 version=__version__, n=n, zxid=self.server.core.last_zxid)
 
 
 class ClientPortService(internet.StreamServerEndpointService):
@@ -94,40 +108,17 @@ class ClientPortService(internet.StreamServerEndpointService):
         return port
 
 
-class EnsembleStorageService(service.Service):
+class EnsembleStorageService(_RecoveringService):
     """Opens the log and rebuilds the peer (tree, committed-log window, epochs) before the
     links or the client port start."""
 
-    def __init__(self, server: EnsembleServer) -> None:
-        self.server = server
-        self.recovered = False
+    server: EnsembleServer
 
-    def _recover(self) -> None:
-        if self.recovered:
-            return
-        self.recovered = True
+    def _recover_now(self) -> None:
         zxid = self.server.recover()
         log.info("zktwist {version}: server.{sid} of {n}, recovered to zxid 0x{zxid:x}",
                  version=__version__, sid=self.server.sid, n=len(self.server.config.servers),
                  zxid=zxid)
-
-    def privilegedStartService(self) -> None:
-        try:
-            self._recover()
-        except StorageError as e:
-            sys.stderr.write("zktwist: error: %s\n" % e)
-            sys.stderr.flush()
-            log.critical("zktwist cannot start: {error}", error=str(e))
-            raise SystemExit(1)
-        super().privilegedStartService()
-
-    def startService(self) -> None:
-        self._recover()
-        super().startService()
-
-    def stopService(self) -> None:
-        super().stopService()
-        self.server.shutdown()
 
 
 class PeerService(service.Service):
