@@ -128,9 +128,52 @@ def _frame(type_: int, body: bytes) -> bytes:
     return _head.pack(len(body) + 1, type_) + body
 
 
+# -- the txn bytes cache ------------------------------------------------------------------
+#
+# A txn is encoded once where it is made or received and those bytes are reused: the
+# leader's PROPOSAL to each follower, its own log append and its proposal-size statistic;
+# a learner's log append (the very bytes the leader sent).  Keyed by the Txn object's
+# identity; each entry holds the Txn, so the id cannot be reused while it is cached.
+# Reactor thread only.  Bounded by entries and bytes (oldest out first).
+
+_TXN_CACHE: Dict[int, Tuple[Txn, bytes]] = {}
+_TXN_CACHE_MAX = 16384
+_TXN_CACHE_MAX_BYTES = 8 * 1024 * 1024
+_TXN_CACHE_ENTRY_MAX = 64 * 1024
+_txn_cache_bytes = [0]
+
+
+def remember_txn_bytes(t: Txn, raw: bytes) -> None:
+    """``raw`` is ``t``'s encoding (as decoded from, or encoded for, the wire)."""
+    n = len(raw)
+    if n > _TXN_CACHE_ENTRY_MAX:
+        return
+    cache = _TXN_CACHE
+    size = _txn_cache_bytes
+    while cache and (len(cache) >= _TXN_CACHE_MAX or size[0] + n > _TXN_CACHE_MAX_BYTES):
+        old = cache.pop(next(iter(cache)))
+        size[0] -= len(old[1])
+    prev = cache.get(id(t))
+    if prev is not None:
+        size[0] -= len(prev[1])
+    cache[id(t)] = (t, raw)
+    size[0] += n
+
+
+def txn_bytes(t: Txn) -> bytes:
+    """``zktwist.core.txn.encode(t)``, from the cache when ``t`` was encoded or decoded
+    here lately."""
+    hit = _TXN_CACHE.get(id(t))
+    if hit is not None and hit[0] is t:
+        return hit[1]
+    raw = txn_codec.encode(t)
+    remember_txn_bytes(t, raw)
+    return raw
+
+
 def _txn_bytes(t: Any) -> bytes:
     try:
-        return txn_codec.encode(t)
+        return txn_bytes(t)
     except Exception as e:
         raise CodecError("txn %r does not encode: %s" % (t, e))
 
@@ -371,12 +414,13 @@ def _fast_set_data(body: bytes) -> Optional[Txn]:
 
 def _dec_txn(body: bytes, what: str) -> Any:
     t = _fast_set_data(body)
-    if t is not None:
-        return t
-    try:
-        t = txn_codec.decode(body)
-    except Exception as e:   # struct/Jute/Value/Key/Recursion errors from a hostile body
-        raise CodecError("%s: txn does not decode: %s: %s" % (what, type(e).__name__, e))
+    if t is None:
+        try:
+            t = txn_codec.decode(body)
+        except Exception as e:   # struct/Jute/Value/Key/Recursion errors from a hostile body
+            raise CodecError("%s: txn does not decode: %s: %s" % (what, type(e).__name__, e))
+    # The learner logs exactly the bytes the leader sent (no second encode).
+    remember_txn_bytes(t, body)
     return t
 
 

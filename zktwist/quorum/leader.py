@@ -37,7 +37,7 @@ class LearnerHandle:
     """What the leader knows of one connected learner (LearnerHandler)."""
 
     __slots__ = ("sid", "observer", "accepted_epoch", "info_sent", "acked_epoch", "last_zxid",
-                 "synced", "sync_upto", "newleader_acked", "uptodate", "last_heard")
+                 "synced", "sync_upto", "newleader_acked", "uptodate", "last_heard", "acked_upto")
 
     def __init__(self, sid: int, observer: bool, accepted_epoch: int, now: int) -> None:
         self.sid = sid
@@ -51,14 +51,8 @@ class LearnerHandle:
         self.newleader_acked = False
         self.uptodate = False
         self.last_heard = now
-
-
-class Outstanding:
-    __slots__ = ("txn", "acks")
-
-    def __init__(self, txn: Txn) -> None:
-        self.txn = txn
-        self.acks: Set[int] = set()
+        #: a voter's cumulative ACK: every proposal up to here is durable there
+        self.acked_upto = 0
 
 
 class Leader:
@@ -77,7 +71,10 @@ class Leader:
         # the state summary the leader was elected with (Leader.leaderStateSummary)
         self.summary = (peer.current_epoch, peer.last_logged)
         self.deadline = now + self.cfg.init_limit * self.cfg.tick_time
-        self.outstanding: "OrderedDict[int, Outstanding]" = OrderedDict()
+        #: proposed, not yet committed, in zxid order
+        self.outstanding: "OrderedDict[int, Txn]" = OrderedDict()
+        #: our own cumulative ACK: every proposal up to here is durable in our log
+        self.durable_upto = 0
         self.last_proposed = peer.last_logged
         self.last_committed = 0
         self.sync_waiters: Deque[Tuple[int, Optional[int], Any]] = deque()
@@ -118,7 +115,7 @@ class Leader:
         for sid in list(self.learners):
             self.p.emit(Disconnect(sid))
         self.learners.clear()
-        self.p.fast_forward([o.txn for o in self.outstanding.values()], now)
+        self.p.fast_forward(list(self.outstanding.values()), now)
         self.outstanding.clear()
 
     def link_up(self, sid: int, now: int) -> None:
@@ -249,7 +246,7 @@ class Leader:
             # past maxCommittedLog: TRUNC it to our last commit, then send the outstanding
             # proposals again, uncommitted -- it must never serve a txn before its COMMIT.
             msgs = self._sync_packets(h.last_zxid, committed, committed)
-            msgs += [m.Proposal(o.txn) for o in self.outstanding.values()]
+            msgs += [m.Proposal(t) for t in self.outstanding.values()]
         else:
             msgs = self._sync_packets(h.last_zxid, upto, committed)
         for msg in msgs:
@@ -264,7 +261,7 @@ class Leader:
         # Outstanding proposals are newer than our applied tree (the SNAP) and must reach
         # the learner even when more of them are pending than the window holds.
         first = history[0].zxid if history else None
-        older = [o.txn for z, o in self.outstanding.items()
+        older = [t for z, t in self.outstanding.items()
                  if z <= upto and (first is None or z < first)]
         if older:
             history = older + history
@@ -313,9 +310,8 @@ class Leader:
             if not h.observer:
                 self.newleader_acked.add(h.sid)
                 # Its NEWLEADER ack means every txn of its sync is durable there.
-                for z, o in self.outstanding.items():
-                    if z <= h.sync_upto:
-                        o.acks.add(h.sid)
+                if h.sync_upto > h.acked_upto:
+                    h.acked_upto = h.sync_upto
             if self.established:
                 h.uptodate = True
                 self.p.send(h.sid, m.UpToDate())
@@ -325,9 +321,10 @@ class Leader:
             return
         if h.observer or not h.newleader_acked:
             return
-        prop = self.outstanding.get(zxid)
-        if prop is not None:
-            prop.acks.add(h.sid)
+        # Cumulative: the learner logs proposals in the order it got them (a FIFO link
+        # from its sync on), so ACK(z) means every proposal up to z is durable there.
+        if zxid > h.acked_upto:
+            h.acked_upto = zxid
             self._try_commit(now)
 
     def _check_established(self, now: int) -> None:
@@ -391,47 +388,87 @@ class Leader:
     def _propose(self, txn: Txn, now: int) -> None:
         zxid = txn.zxid
         self.last_proposed = zxid
-        self.outstanding[zxid] = Outstanding(txn)
+        self.outstanding[zxid] = txn
+        proposal = None
         for h in self.learners.values():
             if h.synced and not h.observer:
-                self.p.send(h.sid, m.Proposal(txn))
+                if proposal is None:
+                    proposal = m.Proposal(txn)
+                self.p.send(h.sid, proposal)
         # Our own ACK counts only once our own append is durable (the leader's crash must not
-        # lose a txn it counted towards a quorum).
-        self.p.log_txns([txn], lambda at: self._self_ack(zxid, at))
+        # lose a txn it counted towards a quorum).  The appends of one input share one
+        # storage op; after_storage counts them all at once.
+        self.p.log_txns((txn,), lambda at: self._self_durable(zxid))
 
-    def _self_ack(self, zxid: int, now: int) -> None:
-        o = self.outstanding.get(zxid)
-        if o is not None:
-            o.acks.add(self.sid)
+    def _self_durable(self, zxid: int) -> None:
+        if zxid > self.durable_upto:
+            self.durable_upto = zxid
+
+    def after_storage(self, now: int) -> None:
+        """A storage op is durable: count our own (cumulative) ACK once for all it held."""
+        if self.outstanding and self.durable_upto >= next(iter(self.outstanding)):
             self._try_commit(now)
 
-    def _try_commit(self, now: int) -> None:
-        minority = "commit_on_minority" in self.p.unsafe
-        while self.outstanding:
-            zxid, o = next(iter(self.outstanding.items()))
-            if minority:
-                # UNSAFE (test-only switch 'commit_on_minority'): any single ACK commits.
-                if not o.acks:
-                    break
-            elif not self._is_quorum(o.acks):
-                break
-            del self.outstanding[zxid]
-            self._commit(o.txn, now)
+    def _commit_point(self) -> int:
+        """The highest zxid a quorum of voters has durably logged (cumulative ACKs)."""
+        marks = [(self.durable_upto, self.sid)]
+        for h in self.learners.values():
+            if h.newleader_acked and not h.observer:
+                marks.append((h.acked_upto, h.sid))
+        if "commit_on_minority" in self.p.unsafe:
+            # UNSAFE (test-only switch 'commit_on_minority'): any single ACK commits.
+            return max(marks)[0]
+        marks.sort(reverse=True)
+        acked: Set[int] = set()
+        for zxid, sid in marks:
+            acked.add(sid)
+            if self._is_quorum(acked):
+                return zxid
+        return 0
 
-    def _commit(self, txn: Txn, now: int) -> None:
-        zxid = txn.zxid
-        self.last_committed = zxid
+    def _try_commit(self, now: int) -> None:
+        outstanding = self.outstanding
+        if not outstanding:
+            return
+        upto = self._commit_point()
+        if upto < next(iter(outstanding)):
+            return
+        txns: List[Txn] = []
+        while outstanding:
+            zxid = next(iter(outstanding))
+            if zxid > upto:
+                break
+            txns.append(outstanding.pop(zxid))
+        self._commit(txns, now)
+
+    def _commit(self, txns: List[Txn], now: int) -> None:
+        """Commit ``txns`` (consecutive, in zxid order): one cumulative COMMIT per follower,
+        an INFORM per txn per observer, then apply them here."""
         assert self.epoch is not None
-        self.p.trace("committed", epoch=self.epoch, zxid=zxid, txn=txn, leader=self.sid)
+        p = self.p
+        last = txns[-1].zxid
+        self.last_committed = last
+        epoch = self.epoch
+        for txn in txns:
+            p.trace("committed", epoch=epoch, zxid=txn.zxid, txn=txn, leader=self.sid)
+        commit = None
         for h in self.learners.values():
             if h.synced:
-                self.p.send(h.sid, m.Inform(txn) if h.observer else m.Commit(zxid))
-        self.p.apply_txn(txn, now)
-        if txn.type == OpCode.createSession:
-            owner = self.create_owner.pop(txn.session_id, None)
-            if owner is not None:
-                self.p.core.sessions.set_owner(txn.session_id, owner)
-        while self.sync_waiters and self.sync_waiters[0][0] <= zxid:
+                if h.observer:
+                    for txn in txns:
+                        p.send(h.sid, m.Inform(txn))
+                else:
+                    if commit is None:
+                        commit = m.Commit(last)
+                    p.send(h.sid, commit)
+        create_owner = self.create_owner
+        for txn in txns:
+            p.apply_txn(txn, now)
+            if txn.type == OpCode.createSession:
+                owner = create_owner.pop(txn.session_id, None)
+                if owner is not None:
+                    p.core.sessions.set_owner(txn.session_id, owner)
+        while self.sync_waiters and self.sync_waiters[0][0] <= last:
             _, sid, target = self.sync_waiters.popleft()
             self._answer_sync(sid, target)
 

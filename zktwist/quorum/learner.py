@@ -55,6 +55,9 @@ class Learner:
         self.blocked: List[Tuple[int, Any]] = []
         self.stopped = False
         self.unsafe_ack = "ack_before_durable" in peer.unsafe
+        # Cumulative ACKs: the highest proposal known durable here, and the last one ACKed.
+        self.ack_due = 0
+        self.acked = 0
 
     @property
     def kind(self) -> str:
@@ -256,7 +259,7 @@ class Learner:
         self.queue.append(txn)
         zxid = txn.zxid
         if self.observer:
-            self.p.log_txns([txn])
+            self.p.log_txns((txn,))
             return
         if self.unsafe_ack:
             # UNSAFE (test-only switch 'ack_before_durable'): ACK before the append is durable.
@@ -264,7 +267,19 @@ class Learner:
             self.send_leader(m.Ack(zxid))
             return
         # ACK only once the proposal is durable here (a crash cannot take back an ACKed txn).
-        self.p.log_txns([txn], lambda at: self.send_leader(m.Ack(zxid)))
+        # Storage runs in order, so one cumulative ACK (after_storage) answers for every
+        # proposal up to it.
+        self.p.log_txns((txn,), lambda at: self._durable(zxid))
+
+    def _durable(self, zxid: int) -> None:
+        if zxid > self.ack_due:
+            self.ack_due = zxid
+
+    def after_storage(self, now: int) -> None:
+        """A storage op is durable: one ACK for the highest proposal it made durable."""
+        if self.ack_due > self.acked:
+            self.acked = self.ack_due
+            self.send_leader(m.Ack(self.ack_due))
 
     def _commit(self, zxid: int, now: int) -> None:
         if zxid > self.committed_upto:

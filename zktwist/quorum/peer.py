@@ -152,6 +152,9 @@ class QuorumPeer:
         self._seq = 0
         self._callbacks: Deque[Tuple[int, int, Optional[Callable[[int], None]],
                                      Optional[Callable[[int], None]]]] = deque()
+        # The AppendTxns still open for more txns during this input: (seq, txns, index in
+        # _out).  Consecutive appends of one input share one storage op (see log_txns).
+        self._open_append: Optional[Tuple[int, List[Txn], int]] = None
         self.links: set = set()
         self.stash: Dict[int, m.FollowerInfo] = {}
         self.election = FastLeaderElection(
@@ -231,8 +234,17 @@ class QuorumPeer:
         self._out.append(Send(to, msg))
 
     def _drain(self) -> Effects:
+        if self._open_append is not None:
+            self._close_append()
         out, self._out = self._out, []
         return out
+
+    def _close_append(self) -> None:
+        open_append = self._open_append
+        if open_append is not None:
+            self._open_append = None
+            seq, txns, index = open_append
+            self._out[index] = AppendTxns(seq, tuple(txns))
 
     def trace(self, kind: str, **kw: Any) -> None:
         self._out.append(Trace(kind, **kw))
@@ -242,6 +254,8 @@ class QuorumPeer:
               always: Optional[Callable[[int], None]] = None) -> int:
         """Emit a storage effect with the next seq; once it is durable ``then(now)`` runs if
         the role that asked is still the current one, ``always(now)`` in any case."""
+        if self._open_append is not None:
+            self._close_append()
         self._seq += 1
         seq = self._seq
         self._out.append(make(seq))
@@ -260,13 +274,28 @@ class QuorumPeer:
         return seq
 
     def log_txns(self, txns: Sequence[Txn], then: Optional[Callable[[int], None]] = None) -> int:
-        """Append txns to the log (and to the in-memory committed-log window)."""
-        txns = tuple(txns)
+        """Append txns to the log (and to the in-memory committed-log window).
+
+        Appends asked for during one input, with no other storage op between them, go
+        into one ``AppendTxns`` (one storage op, its callbacks run together when it is
+        durable): storage runs in order either way, so nothing can tell the difference
+        except the shell, which does less work.
+        """
+        recent = self.recent
         for t in txns:
-            self.recent.append(t)
+            recent.append(t)
         if txns:
             self.last_logged = max(self.last_logged, txns[-1].zxid)
-        return self.store(lambda seq: AppendTxns(seq, txns), then)
+        open_append = self._open_append
+        if open_append is not None:
+            seq = open_append[0]
+            open_append[1].extend(txns)
+            if then is not None:
+                self._callbacks.append((seq, self._gen, then, None))
+            return seq
+        seq = self.store(lambda s: AppendTxns(s, ()), then)
+        self._open_append = (seq, list(txns), len(self._out) - 1)
+        return seq
 
     def persist_epoch(self, key: str, value: int, then: Callable[[int], None],
                       now: int) -> None:
@@ -395,6 +424,24 @@ class QuorumPeer:
         return self._drain()
 
     def receive(self, sender: int, msg: Any, now: int) -> Effects:
+        self._receive(sender, msg, now)
+        return self._drain()
+
+    def receive_many(self, sender: int, msgs: Sequence[Any], now: int) -> Effects:
+        """``receive`` for each of ``msgs`` (what one read of a link brought), one drain.
+
+        Once a message ends the role, the rest of a quorum link's batch is dropped (the
+        peer closes that link, which would have delivered nothing more); election
+        notifications are all delivered.
+        """
+        gen = self._gen
+        for msg in msgs:
+            if self._gen != gen and not isinstance(msg, Notification):
+                break
+            self._receive(sender, msg, now)
+        return self._drain()
+
+    def _receive(self, sender: int, msg: Any, now: int) -> None:
         if isinstance(msg, Notification):
             if self._state == LOOKING:
                 if self.reload_pending is None:
@@ -408,7 +455,6 @@ class QuorumPeer:
         elif isinstance(msg, m.FollowerInfo) and sender in self.links:
             # Not leading (yet): keep it, in case this election makes us the leader.
             self.stash[sender] = msg
-        return self._drain()
 
     def link_up(self, sid: int, now: int) -> Effects:
         self.links.add(sid)
@@ -424,6 +470,10 @@ class QuorumPeer:
         return self._drain()
 
     def storage_done(self, seq: int, now: int) -> Effects:
+        self._storage_done(seq, now)
+        return self._drain()
+
+    def _storage_done(self, seq: int, now: int) -> None:
         cbs = self._callbacks
         while cbs and cbs[0][0] <= seq:
             _, gen, fn, always = cbs.popleft()
@@ -431,12 +481,16 @@ class QuorumPeer:
                 always(now)
             if fn is not None and gen == self._gen:
                 fn(now)
-        return self._drain()
+        role = self.role
+        if role is not None:
+            # One cumulative answer for everything this op made durable (an ACK, a commit
+            # round) rather than one per txn.
+            role.after_storage(now)
 
     def reloaded(self, seq: int, core: ZooKeeperCore, recent_txns: Sequence[Txn],
                  now: int) -> Effects:
         pending, self.reload_pending = self.reload_pending, None
-        self.storage_done(seq, now)
+        self._storage_done(seq, now)
         if pending is None or pending[0] != seq:  # pragma: no cover - shell bug
             raise AssertionError("reloaded(%d) without that Reload pending" % seq)
         if self.role is not None and hasattr(self.role, "reloaded") and \

@@ -152,8 +152,20 @@ class _Link(Protocol):
             msgs = msgs[i:]
         if msgs and self.up:
             c[svc.prefix + "packets_in"] += len(msgs)
-            deliver = svc.net.on_message
             sid = self.sid
+            deliver_many = svc.net.on_messages
+            if deliver_many is not None:
+                # The whole read in one call: the peer batches its work (one storage op,
+                # one cumulative ACK) over it.
+                try:
+                    deliver_many(sid, msgs)  # type: ignore[arg-type]
+                except Exception:
+                    log.failure("{svc}: handling {n} messages from server {sid} failed; "
+                                "closing the link", svc=svc.name_, n=len(msgs), sid=sid)
+                    self.close()
+                    return
+                msgs = []
+            deliver = svc.net.on_message
             for msg in msgs:
                 if self.closed:
                     return
@@ -742,6 +754,9 @@ class PeerNetwork:
         self.max_snap = max_snap
         self.counters: Dict[str, int] = {}
         self.on_message: Callable[[int, Any], None] = _noop_message
+        #: if set, every message one read of a link brought, in one call (else on_message
+        #: for each)
+        self.on_messages: Optional[Callable[[int, List[Any]], None]] = None
         self.on_link_up: Callable[[int], None] = _noop_link
         self.on_link_down: Callable[[int], None] = _noop_link
         self.election = ElectionService(self)

@@ -30,10 +30,10 @@ from twisted.python.failure import Failure
 
 from zktwist.config import ServerConfig
 from zktwist.core.database import CoreConfig, ZooKeeperCore
-from zktwist.core.txn import encode
 from zktwist.proto import records
 from zktwist.proto.consts import Err, OpCode
 from zktwist.proto.jute import JuteError
+from zktwist.quorum import codec
 from zktwist.quorum import effects as fx
 from zktwist.quorum.election import FOLLOWING, LEADING, LOOKING, OBSERVING
 from zktwist.quorum.peer import PeerConfig, QuorumPeer
@@ -98,6 +98,16 @@ def set_config_node(core: ZooKeeperCore, text: str, now_ms: int) -> None:
 StorageResult = Tuple[Any, ...]  # ("done", seq, txns, ms) | ("reloaded", seq, core, recent)
 
 
+class _Append:
+    """An ``AppendTxns`` with its txns already encoded: ``records`` = [(zxid, bytes)]."""
+
+    __slots__ = ("seq", "records")
+
+    def __init__(self, seq: int, records: List[Tuple[int, bytes]]) -> None:
+        self.seq = seq
+        self.records = records
+
+
 class PeerStorage:
     """Runs a peer's storage effects in order on one thread, with group commit.
 
@@ -141,6 +151,11 @@ class PeerStorage:
     def submit(self, op: Any) -> None:
         if self.failed:
             return
+        if type(op) is fx.AppendTxns:
+            # Encoded here, in the reactor thread, from the codec's cache: the leader
+            # encoded each txn for its PROPOSALs, a learner has the bytes it received.
+            txn_bytes = codec.txn_bytes
+            op = _Append(op.seq, [(t.zxid, txn_bytes(t)) for t in op.txns])
         self._pending.append(op)
         if not self._in_flight and not self._scheduled:
             # Wait for the rest of this reactor turn: that is the group in group commit.
@@ -174,15 +189,16 @@ class PeerStorage:
         try:
             while i < n:
                 op = ops[i]
-                if isinstance(op, fx.AppendTxns):
+                if type(op) is _Append:
                     j = i
-                    txns: List[Any] = []
-                    while j < n and isinstance(ops[j], fx.AppendTxns):
-                        txns.extend(ops[j].txns)
+                    records: List[Tuple[int, bytes]] = []
+                    while j < n and type(ops[j]) is _Append:
+                        records.extend(ops[j].records)
                         j += 1
                     started = time.monotonic()
-                    run_storage_op(backend, fx.AppendTxns(ops[j - 1].seq, tuple(txns)))
-                    out.append(("done", ops[j - 1].seq, len(txns),
+                    if records:
+                        backend.append_and_sync(records)
+                    out.append(("done", ops[j - 1].seq, len(records),
                                 (time.monotonic() - started) * 1000))
                     i = j
                     continue
@@ -417,6 +433,7 @@ class EnsembleServer:
     def attach_network(self, network: Any) -> None:
         self.network = network
         network.on_message = self.message_received
+        network.on_messages = self.messages_received
         network.on_link_up = self.link_up
         network.on_link_down = self.link_down
 
@@ -481,6 +498,13 @@ class EnsembleServer:
             return
         self.read_clock()
         self._run(self.peer.receive(sender, msg, self.now_ms))
+
+    def messages_received(self, sender: int, msgs: List[Any]) -> None:
+        """What one read of a link brought, handed to the peer in one go."""
+        if self.peer is None or self.stopped:
+            return
+        self.read_clock()
+        self._run(self.peer.receive_many(sender, msgs, self.now_ms))
 
     def link_up(self, sid: int) -> None:
         if self.peer is None or self.stopped:
@@ -571,9 +595,11 @@ class EnsembleServer:
 
     def _fx_storage(self, e: Any) -> None:
         if self.mode == "leader" and type(e) is fx.AppendTxns:
-            # Leader.propose's proposalStats: the size of each proposed txn.
+            # Leader.propose's proposalStats: the size of each proposed txn (the bytes the
+            # PROPOSALs carry, from the codec's cache).
+            txn_bytes = codec.txn_bytes
             for t in e.txns:
-                self.proposal_sizes.set_last(len(encode(t)))
+                self.proposal_sizes.set_last(len(txn_bytes(t)))
         self.storage.submit(e)
 
     def _fx_trace(self, e: fx.Trace) -> None:
