@@ -148,3 +148,29 @@ def test_txn_bytes_cache_is_bounded() -> None:
     huge = Txn(1, 1, 1, 0, OpCode.setData, ("/a", b"y" * (codec._TXN_CACHE_ENTRY_MAX + 1), -1))
     assert codec.txn_bytes(huge) == encode(huge)
     assert id(huge) not in codec._TXN_CACHE
+
+
+def test_forwarded_set_data_fast_paths_match_the_general_encoding() -> None:
+    import random
+
+    rng = random.Random(7)
+    reqs: List[Any] = [("/a", b"x", -1), ("/bench/k", None, 3), ("/b", b"", 1 << 40),
+                       ("/\u00e9", b"x", 1), ("/a", b"x", True), ("/a", "str", 1),
+                       ("/a", b"x", 1 << 70), ("/a", b"x"), ("/a", bytearray(b"x"), 1)]
+    for _ in range(200):
+        path = "/" + "".join(rng.choice("abc/\u00e9") for _ in range(rng.randint(0, 6)))
+        data = None if rng.random() < 0.2 else bytes(rng.randint(0, 255)
+                                                     for _ in range(rng.randint(0, 9)))
+        reqs.append((path, data, rng.randint(-(1 << 63), (1 << 63) - 1)))
+    for req in reqs:
+        for auth in ((), (("digest", "u:p"),)):
+            msg = m.Request(2, 0x77, 9, OpCode.setData, req, auth)
+            frame = codec.encode(msg)
+            general = [codec._request_head.pack(2, 0x77, 9, OpCode.setData)]
+            codec._enc_value(req, general, 0)
+            codec._enc_value(tuple(auth), general, 0)
+            assert frame == codec._frame(codec.T_REQUEST, b"".join(general))
+            back = codec.decode(frame)
+            general_req = codec.decode_value(codec.encode_value(req))
+            assert back.req == general_req and type(back.req[1]) is type(general_req[1])
+            assert back.auth_ids == codec.decode_value(codec.encode_value(tuple(auth)))

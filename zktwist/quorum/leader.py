@@ -449,8 +449,9 @@ class Leader:
         last = txns[-1].zxid
         self.last_committed = last
         epoch = self.epoch
-        for txn in txns:
-            p.trace("committed", epoch=epoch, zxid=txn.zxid, txn=txn, leader=self.sid)
+        if self.cfg.trace_txns:
+            for txn in txns:
+                p.trace("committed", epoch=epoch, zxid=txn.zxid, txn=txn, leader=self.sid)
         commit = None
         for h in self.learners.values():
             if h.synced:

@@ -95,6 +95,9 @@ class PeerConfig:
     max_notification_interval: int = 60000
     #: test-only fault switches (see UNSAFE_SWITCHES); never set in production
     unsafe: FrozenSet[str] = frozenset()
+    #: emit the per-txn ``committed``/``applied`` traces (the simulator's checks need them;
+    #: the production shell ignores them and turns them off)
+    trace_txns: bool = True
     # the core's settings
     skip_acl: bool = False
     extended_types: bool = False
@@ -326,7 +329,7 @@ class QuorumPeer:
     def apply_txn(self, txn: Txn, now: int, trace: bool = True) -> Any:
         """Apply a txn to the core and answer the clients of this server waiting for it."""
         result = self._core.apply(txn, now)
-        if trace:
+        if trace and self.config.trace_txns:
             self._out.append(Trace("applied", epoch=self._current_epoch, zxid=txn.zxid, txn=txn))
         if txn.type == OpCode.createSession:
             w = self.pending_sessions.pop(txn.session_id, None)

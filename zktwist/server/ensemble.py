@@ -66,6 +66,7 @@ def peer_config(config: ServerConfig) -> PeerConfig:
         super_digest=config.super_digest,
         container_max_never_used_ms=config.container_max_never_used_ms,
         reap_interval=config.container_check_interval_ms,
+        trace_txns=False,  # _fx_trace ignores them: two objects per txn saved
     )
 
 
