@@ -153,7 +153,7 @@ class _Link(Protocol):
         if msgs and self.up:
             c[svc.prefix + "packets_in"] += len(msgs)
             sid = self.sid
-            deliver_many = svc.net.on_messages
+            deliver_many = getattr(svc.net, "on_messages", None)
             if deliver_many is not None:
                 # The whole read in one call: the peer batches its work (one storage op,
                 # one cumulative ACK) over it.
