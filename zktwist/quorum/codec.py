@@ -138,8 +138,10 @@ def _frame(type_: int, body: bytes) -> bytes:
 # Reactor thread only.  Bounded by entries and bytes (oldest out first).
 
 _TXN_CACHE: "OrderedDict[int, Tuple[Txn, bytes]]" = OrderedDict()
-_TXN_CACHE_MAX = 16384
-_TXN_CACHE_MAX_BYTES = 8 * 1024 * 1024
+# A txn is looked up in the reactor turn that made or received it: a small cache will do
+# (and a big one costs the garbage collector more than the encodes it saves).
+_TXN_CACHE_MAX = 1024
+_TXN_CACHE_MAX_BYTES = 2 * 1024 * 1024
 _TXN_CACHE_ENTRY_MAX = 64 * 1024
 _txn_cache_bytes = [0]
 

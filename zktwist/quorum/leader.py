@@ -26,6 +26,18 @@ DISCOVERY, SYNC, BROADCAST = "discovery", "sync", "broadcast"
 
 def _outside_bmp(value: Any) -> bool:
     """Does a txn body hold a str with a character above U+FFFF?"""
+    t = type(value)
+    if t is tuple or t is list:
+        for v in value:
+            tv = type(v)
+            if tv is str:
+                if not v.isascii() and any(ord(c) > 0xFFFF for c in v):
+                    return True
+            elif tv is bytes or tv is int or v is None:
+                continue
+            elif _outside_bmp(v):
+                return True
+        return False
     if isinstance(value, str):
         return not value.isascii() and any(ord(c) > 0xFFFF for c in value)
     if isinstance(value, (tuple, list)):

@@ -50,6 +50,7 @@ from zktwist.quorum import messages as m
 from zktwist.quorum.effects import (
     AppendTxns,
     Reload,
+    Send,
     SessionClosed,
     SessionEstablished,
     SessionRejected,
@@ -232,8 +233,6 @@ class QuorumPeer:
         self._out.extend(effects)
 
     def send(self, to: int, msg: Any) -> None:
-        from zktwist.quorum.effects import Send
-
         self._out.append(Send(to, msg))
 
     def _drain(self) -> Effects:

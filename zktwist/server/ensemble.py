@@ -18,6 +18,7 @@ returns:
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Set, Tuple
@@ -581,6 +582,9 @@ class EnsembleServer:
         core = self.peer.core
         self._core = core
         set_config_node(core, self.config_text, self.now())
+        # A recovered or installed tree is long-lived: keep it out of GC passes (as
+        # standalone does after recovery).
+        gc.freeze()
         if self.snapshotter is not None:
             self.snapshotter.cancel()
             self.snapshotter.core = core
