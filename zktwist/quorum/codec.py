@@ -328,30 +328,59 @@ def _enc_ping(p: m.Ping) -> bytes:
 # The forwarded setData's shape, (ASCII path, bytes or None, int) with no auth ids, has a
 # fast path both ways: the same bytes and values the general tagged encoding gives.
 _T3_STR = _V_TUPLE + _u32.pack(3) + _V_STR
-_EMPTY_TUPLE = _V_TUPLE + _u32.pack(0)
 _NONE_INT = _V_NONE + _V_INT
+
+
+# A session's auth ids (its ("ip", address) at least) repeat on every forwarded request:
+# their encoding is memoised both ways (only for tuples of str pairs, so equal keys are
+# identical values).
+_AUTH_ENC: Dict[Tuple[Any, ...], bytes] = {}
+_AUTH_DEC: Dict[bytes, Tuple[Any, ...]] = {}
+_AUTH_MEMO_MAX = 512
+
+
+def _plain_auth(auth: Any) -> bool:
+    return type(auth) is tuple and all(
+        type(i) is tuple and all(type(x) is str for x in i) for i in auth)
+
+
+def _auth_bytes(auth_ids: Any) -> bytes:
+    key = auth_ids if type(auth_ids) is tuple else tuple(auth_ids)
+    if not _plain_auth(key):
+        out: List[bytes] = []
+        _enc_value(key, out, 0)
+        return b"".join(out)
+    raw = _AUTH_ENC.get(key)
+    if raw is None:
+        out = []
+        _enc_value(key, out, 0)
+        raw = b"".join(out)
+        if len(_AUTH_ENC) >= _AUTH_MEMO_MAX:
+            _AUTH_ENC.clear()
+        _AUTH_ENC[key] = raw
+    return raw
 
 
 def _enc_request(p: m.Request) -> bytes:
     head = _request_head.pack(p.origin_sid, p.session_id, p.cxid, p.op)
     req = p.req
-    if type(req) is tuple and len(req) == 3 and not p.auth_ids:
+    auth = _auth_bytes(p.auth_ids)
+    if type(req) is tuple and len(req) == 3:
         path, data, version = req
         if type(path) is str and type(version) is int and path.isascii() and \
                 _INT64[0] <= version <= _INT64[1]:
             raw = path.encode("ascii")
             if type(data) is bytes:
                 body = b"".join((head, _T3_STR, _u32.pack(len(raw)), raw, _V_BYTES,
-                                 _u32.pack(len(data)), data, _V_INT, _q.pack(version),
-                                 _EMPTY_TUPLE))
+                                 _u32.pack(len(data)), data, _V_INT, _q.pack(version), auth))
                 return _head.pack(len(body) + 1, T_REQUEST) + body
             if data is None:
                 body = b"".join((head, _T3_STR, _u32.pack(len(raw)), raw, _NONE_INT,
-                                 _q.pack(version), _EMPTY_TUPLE))
+                                 _q.pack(version), auth))
                 return _head.pack(len(body) + 1, T_REQUEST) + body
     out = [head]
     _enc_value(req, out, 0)
-    _enc_value(tuple(p.auth_ids), out, 0)
+    out.append(auth)
     return _frame(T_REQUEST, b"".join(out))
 
 
@@ -530,11 +559,16 @@ def _d_request(body: bytes) -> m.Request:
         req, o = fast
     else:
         req, o = _dec_value(body, _request_head.size, end, 0)
-    if o + 5 == end and body.endswith(_EMPTY_TUPLE):
-        auth: Any = ()
+    tail = body[o:]
+    auth: Any = _AUTH_DEC.get(tail)
+    if auth is not None:
         o = end
     else:
         auth, o = _dec_value(body, o, end, 0)
+        if o == end and _plain_auth(auth):
+            if len(_AUTH_DEC) >= _AUTH_MEMO_MAX:
+                _AUTH_DEC.clear()
+            _AUTH_DEC[tail] = auth
     if o != end:
         raise CodecError("%d trailing bytes after a REQUEST" % (end - o))
     if not isinstance(auth, tuple):
