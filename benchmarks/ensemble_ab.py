@@ -1,8 +1,7 @@
 """3-node ensemble A/B: Apache ZooKeeper 3.8 vs zktwist, ``zktwist bench --hosts``.
 
 Starts a 3-node loopback ensemble of each kind asked for (``tests/support/ensemble.py``;
-zktwist's only once ``zktwist/server/ensemble.py`` exists, unless ``--kinds``
-insists), then runs, interleaved (for each round, each workload, each kind),
+both by default), then runs, interleaved (for each round, each workload, each kind),
 ``zktwist bench --hosts m1,m2,m3`` -- sessions spread round-robin over the
 members, so reads are served by every member and writes on followers are
 forwarded to the leader -- for get and set at 8 x 100 and 256 x 1 (256 x 1
@@ -30,7 +29,7 @@ from typing import Any, Dict, List, Optional
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.ensemble import Ensemble, zktwist_ensemble_available  # noqa: E402
+from tests.support.ensemble import Ensemble  # noqa: E402
 from zktwist.cli.bench import proc_cpu  # noqa: E402
 
 #: (label, workload, sessions, outstanding, processes)
@@ -75,8 +74,7 @@ def fmt(res: Dict[str, Any]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--kinds", default="", help="apache,zktwist (default: apache, and zktwist "
-                                                "when its ensemble server exists)")
+    p.add_argument("--kinds", default="", help="apache,zktwist (default: both)")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--warmup", type=float, default=1.0)
@@ -84,8 +82,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--tick-time", type=int, default=2000)
     p.add_argument("--json", default="", metavar="FILE")
     args = p.parse_args(argv)
-    kinds = [k for k in args.kinds.split(",") if k] or (
-        ["apache", "zktwist"] if zktwist_ensemble_available() else ["apache"])
+    kinds = [k for k in args.kinds.split(",") if k] or ["apache", "zktwist"]
     cases = [c for c in CASES if not args.cases or c[0] in args.cases.split(",")]
     ensembles: Dict[str, Ensemble] = {}
     results: Dict[str, Dict[str, List[Dict[str, Any]]]] = {k: {c[0]: [] for c in cases} for k in kinds}
