@@ -513,3 +513,32 @@ def test_the_leader_expires_a_silent_session_and_its_follower_closes_the_socket(
     assert a.closed and resp.timeout == 4000
     got = b.settle_call(sync(1, "/gone") + get_data(2, "/gone"))
     assert [(r.xid, r.err) for r in got] == [(1, OK), (2, -101)]  # NONODE: the ephemeral went
+
+
+def test_a_replaced_core_is_collected_and_the_new_one_frozen(ens: Ensemble) -> None:
+    """gc.freeze() after recovery (as standalone); a later core (Reload, SNAP) thaws, collects
+    the old one and freezes again, so a frozen old tree never leaks."""
+    import gc
+    import weakref
+
+    ens.settle()
+    server = ens.server(1)
+    assert server._frozen and gc.get_freeze_count() > 0
+
+    class Marker:
+        pass
+
+    old = Marker()
+    old.cycle = old  # type: ignore[attr-defined]
+    gone = weakref.ref(old)
+    gc.freeze()
+    del old
+    peer = server.peer
+    assert peer is not None
+    from zktwist.core.database import ZooKeeperCore
+
+    peer.install_core(ZooKeeperCore(peer.core.config, server.now()), (), peer.core.last_zxid,
+                      server.now())
+    server._core_changed()
+    assert gone() is None
+    assert gc.get_freeze_count() > 0 and server.core is peer.core

@@ -399,6 +399,7 @@ class EnsembleServer:
         self.stopped = False
         self._effects: Deque[Any] = deque()
         self._running = False
+        self._frozen = False
         self._handlers: Dict[type, Callable[[Any], None]] = {
             fx.Send: self._fx_send, fx.Connect: self._fx_connect,
             fx.Disconnect: self._fx_disconnect,
@@ -583,8 +584,13 @@ class EnsembleServer:
         self._core = core
         set_config_node(core, self.config_text, self.now())
         # A recovered or installed tree is long-lived: keep it out of GC passes (as
-        # standalone does after recovery).
+        # standalone does after recovery).  A core replaced later (Reload, SNAP) may be
+        # cyclic garbage in the frozen generation: thaw, collect it, freeze again.
+        if self._frozen:
+            gc.unfreeze()
+            gc.collect()
         gc.freeze()
+        self._frozen = True
         if self.snapshotter is not None:
             self.snapshotter.cancel()
             self.snapshotter.core = core
