@@ -41,6 +41,7 @@ from zktwist.quorum.peer import PeerConfig, QuorumPeer
 from zktwist.server.connection import CLOSED, CONNECTING, ClientConnection, Entry, \
     pack_framed_reply_header
 from zktwist.server.peerstore import recover_peer, run_storage_op
+from zktwist.server.registry import ConnectionRegistry
 from zktwist.server.snapshots import Snapshotter
 from zktwist.server.stats import BufferStats, ServerStats
 from zktwist.storage.committer import StorageThread
@@ -353,7 +354,7 @@ class EnsembleClientFactory(Factory):
 _MODES = {LEADING: "leader", FOLLOWING: "follower", OBSERVING: "observer", LOOKING: "looking"}
 
 
-class EnsembleServer:
+class EnsembleServer(ConnectionRegistry):
     """One ensemble member while it runs: its peer, storage, links and client connections."""
 
     #: ms between ticks: fine enough that election timers (200 ms) and tickTime/2
@@ -700,27 +701,8 @@ class EnsembleServer:
 
     # -- connections (ClientConnection's server interface) --------------------------------------
 
-    def connection_opened(self, conn: ClientConnection) -> bool:
-        limit = self.config.max_client_cnxns
-        count = self.per_ip.get(conn.remote_ip, 0)
-        if limit and count >= limit:
-            self.stats.incr("connection_rejected")
-            log.warn("Too many connections from {ip} - max is {max}", ip=conn.remote_ip, max=limit)
-            return False
-        self.per_ip[conn.remote_ip] = count + 1
-        self.connections.add(conn)
-        self.stats.connections_total += 1
-        return True
-
     def connection_closed(self, conn: ClientConnection) -> None:
-        if conn in self.connections:
-            self.connections.discard(conn)
-            n = self.per_ip.get(conn.remote_ip, 1) - 1
-            if n <= 0:
-                self.per_ip.pop(conn.remote_ip, None)
-            else:
-                self.per_ip[conn.remote_ip] = n
-        self.dirty.discard(conn)
+        self.forget_connection(conn)
         if self.peer is not None:
             self.peer.core.tree.remove_watcher(conn)
         if conn.session_id and self.by_session.get(conn.session_id) is conn:

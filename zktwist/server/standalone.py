@@ -24,6 +24,7 @@ from zktwist.proto.consts import Err, OpCode
 from zktwist.proto.jute import JuteError, pack_int, pack_reply_header
 from zktwist.server.connection import ClientConnection, Entry, pack_framed_reply_header
 from zktwist.server.stats import ServerStats
+from zktwist.server.registry import ConnectionRegistry
 from zktwist.server.snapshots import Snapshotter, recover, write_snapshot_now
 from zktwist.storage.committer import GroupCommitter
 
@@ -34,7 +35,7 @@ def wall_ms() -> int:
     return int(time.time() * 1000)
 
 
-class StandaloneServer:
+class StandaloneServer(ConnectionRegistry):
     """Everything one standalone server holds while it runs."""
 
     def __init__(self, config: ServerConfig, backend: Any, reactor: Any) -> None:
@@ -103,27 +104,8 @@ class StandaloneServer:
 
     # -- connections ------------------------------------------------------------------
 
-    def connection_opened(self, conn: ClientConnection) -> bool:
-        limit = self.config.max_client_cnxns
-        count = self.per_ip.get(conn.remote_ip, 0)
-        if limit and count >= limit:
-            self.stats.incr("connection_rejected")
-            log.warn("Too many connections from {ip} - max is {max}", ip=conn.remote_ip, max=limit)
-            return False
-        self.per_ip[conn.remote_ip] = count + 1
-        self.connections.add(conn)
-        self.stats.connections_total += 1
-        return True
-
     def connection_closed(self, conn: ClientConnection) -> None:
-        if conn in self.connections:
-            self.connections.discard(conn)
-            n = self.per_ip.get(conn.remote_ip, 1) - 1
-            if n <= 0:
-                self.per_ip.pop(conn.remote_ip, None)
-            else:
-                self.per_ip[conn.remote_ip] = n
-        self.dirty.discard(conn)
+        self.forget_connection(conn)
         self.core.tree.remove_watcher(conn)
         if conn.session_id and self.by_session.get(conn.session_id) is conn:
             del self.by_session[conn.session_id]
