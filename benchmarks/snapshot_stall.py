@@ -81,6 +81,9 @@ import time
 from collections import deque
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from zktwist.cli.bench import create_body
+from zktwist.proto.jute import encode_buffer, encode_ustring
+
 _int = struct.Struct(">i")
 _reply = struct.Struct(">iqi")  # xid, zxid, err
 _multi_hdr = struct.Struct(">i?i")
@@ -95,22 +98,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _frame(body: bytes) -> bytes:
     return _int.pack(len(body)) + body
-
-
-def _ustr(s: str) -> bytes:
-    b = s.encode()
-    return _int.pack(len(b)) + b
-
-
-def _buf(b: bytes) -> bytes:
-    return _int.pack(len(b)) + b
-
-
-OPEN_ACL = _int.pack(1) + _int.pack(31) + _ustr("world") + _ustr("anyone")
-
-
-def create_body(path: str, data: bytes, flags: int = 0) -> bytes:
-    return _ustr(path) + _buf(data) + OPEN_ACL + _int.pack(flags)
 
 
 def multi_create_body(paths: Sequence[str], data: bytes) -> bytes:
@@ -128,7 +115,7 @@ class Conn:
     def __init__(self, port: int, timeout_ms: int = 30000) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        req = struct.pack(">iqiq", 0, 0, timeout_ms, 0) + _buf(b"\x00" * 16) + b"\x00"
+        req = struct.pack(">iqiq", 0, 0, timeout_ms, 0) + encode_buffer(b"\x00" * 16) + b"\x00"
         self.sock.sendall(_frame(req))
         self.buf = bytearray()
         self.read_frame()
@@ -594,7 +581,7 @@ def writer_proc(port: int, nodes: int, fanout: int, value_size: int, rate: float
         while now >= next_send and len(inflight) < max_outstanding:
             value = (b"%020d" % rng.getrandbits(60)).ljust(value_size, b"w")[:value_size]
             path = leaf_path(rng.randrange(nodes), fanout)
-            conn.sock.sendall(conn.request(OP_SETDATA, _ustr(path) + _buf(value) + _int.pack(-1)))
+            conn.sock.sendall(conn.request(OP_SETDATA, encode_ustring(path) + encode_buffer(value) + _int.pack(-1)))
             inflight.append(now)
             next_send += interval
             if next_send < now - 1.0:  # fell far behind: do not burst to catch up
@@ -652,7 +639,7 @@ def probe_proc(port: int, interval: float, kind: str, nice: int, stop_evt: Any, 
 
     rx = threading.Thread(target=receiver, daemon=True)
     rx.start()
-    body = _ustr("/probe") + b"\x00"
+    body = encode_ustring("/probe") + b"\x00"
     t_next = time.monotonic()
     while not stop_evt.is_set():
         now = time.monotonic()

@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.processes import ZKTwistProcess, four_letter
 from zktwist.cli import bench
+from zktwist.proto.jute import encode_ustring
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def _run(server, tmp_path, *extra):
 def _gone(server, path):
     s = bench.Session("127.0.0.1", server.port)
     try:
-        err, _ = s.call(bench.OP_EXISTS, bench._ustr(path) + b"\x00")
+        err, _ = s.call(bench.OP_EXISTS, encode_ustring(path) + b"\x00")
     finally:
         s.close()
     return err == -101  # NoNode

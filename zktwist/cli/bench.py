@@ -37,6 +37,8 @@ import time
 from collections import deque
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from zktwist.proto.jute import encode_buffer, encode_ustring
+
 _int = struct.Struct(">i")
 _hdr = struct.Struct(">iqi")
 WORKLOADS = ("get", "set", "create", "mix", "exists-watch", "fill")
@@ -90,24 +92,15 @@ def _frame(body: bytes) -> bytes:
     return _int.pack(len(body)) + body
 
 
-def _ustr(s: str) -> bytes:
-    b = s.encode()
-    return _int.pack(len(b)) + b
-
-
-def _buf(b: bytes) -> bytes:
-    return _int.pack(len(b)) + b
-
-
-OPEN_ACL = _int.pack(1) + _int.pack(31) + _ustr("world") + _ustr("anyone")
+OPEN_ACL = _int.pack(1) + _int.pack(31) + encode_ustring("world") + encode_ustring("anyone")
 
 
 def create_body(path: str, data: bytes, flags: int = 0) -> bytes:
-    return _ustr(path) + _buf(data) + OPEN_ACL + _int.pack(flags)
+    return encode_ustring(path) + encode_buffer(data) + OPEN_ACL + _int.pack(flags)
 
 
 def delete_body(path: str) -> bytes:
-    return _ustr(path) + _int.pack(-1)
+    return encode_ustring(path) + _int.pack(-1)
 
 
 class Session:
@@ -119,7 +112,7 @@ class Session:
         except OSError as e:
             raise ConnectionError("cannot connect to %s:%d: %s" % (host, port, e))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        req = struct.pack(">iqiq", 0, 0, timeout_ms, 0) + _buf(b"\x00" * 16) + b"\x00"
+        req = struct.pack(">iqiq", 0, 0, timeout_ms, 0) + encode_buffer(b"\x00" * 16) + b"\x00"
         self.sock.sendall(_frame(req))
         self.buf = b""
         try:
@@ -395,7 +388,7 @@ def set_watches(holders: Sequence[Session], paths: Sequence[str]) -> int:
     errors = 0
     for h, sess in enumerate(holders):
         mine = paths[h::len(holders)]
-        errs = sess.pipeline((OP_GETDATA, _ustr(p) + b"\x01") for p in mine)
+        errs = sess.pipeline((OP_GETDATA, encode_ustring(p) + b"\x01") for p in mine)
         errors += sum(1 for e in errs if e)
     return errors
 
@@ -406,11 +399,11 @@ def set_watches(holders: Sequence[Session], paths: Sequence[str]) -> int:
 def _request(workload: str, path: str, value: bytes, rng: random.Random,
              base: str) -> Tuple[int, bytes]:
     if workload == "get" or (workload == "mix" and rng.random() < 0.9):
-        return OP_GETDATA, _ustr(path) + b"\x00"
+        return OP_GETDATA, encode_ustring(path) + b"\x00"
     if workload in ("set", "mix"):
-        return OP_SETDATA, _ustr(path) + _buf(value) + _int.pack(-1)
+        return OP_SETDATA, encode_ustring(path) + encode_buffer(value) + _int.pack(-1)
     if workload == "exists-watch":
-        return OP_EXISTS, _ustr(path) + b"\x01"
+        return OP_EXISTS, encode_ustring(path) + b"\x01"
     return OP_CREATE, create_body(base + "/e-", value, 3)
 
 
@@ -424,7 +417,7 @@ def _worker(host: str, port: int, paths: List[str], base: str, args: Dict, ready
         sessions = [Session(*addrs[(first + j * stride) % len(addrs)]) for j in range(len(paths))]
         if len(addrs) > 1:
             for s, path in zip(sessions, paths):
-                s.call(OP_SYNC, _ustr(path))  # see the set-up's creates on this member
+                s.call(OP_SYNC, encode_ustring(path))  # see the set-up's creates on this member
     except ConnectionError as e:
         ready.put(str(e))
         return
@@ -492,7 +485,7 @@ def _worker(host: str, port: int, paths: List[str], base: str, args: Dict, ready
                 nxt: Optional[Tuple[int, bytes]] = None
                 if op == OP_CREATE and not err:
                     created = body[4:4 + _int.unpack_from(body, 0)[0]]
-                    nxt = (OP_DELETE, _buf(created) + _int.pack(-1))
+                    nxt = (OP_DELETE, encode_buffer(created) + _int.pack(-1))
                 s.xid += 1
                 if nxt is None:
                     nxt = _request(workload, paths[i], value, rng, base)

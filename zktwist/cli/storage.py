@@ -221,20 +221,29 @@ def config_for_dir(directory: str, backend: str) -> ServerConfig:
     return cfg
 
 
+def _config_file(config_path: str, directory: Optional[str], both: str,
+                 backend: Optional[str]) -> ServerConfig:
+    """A data location named by a config file (``--config``/``--to-config``), not also by a
+    directory; ``backend`` (``--backend``/``--to``) overrides its storage.backend."""
+    from zktwist.config import load
+
+    if directory:
+        raise UsageError(both)
+    try:
+        cfg = load(config_path)
+    except ConfigError as e:
+        raise UsageError(str(e))
+    if backend:
+        cfg.storage_backend = backend
+    return cfg
+
+
 def resolve_source(directory: Optional[str], backend: Optional[str],
                    config_path: Optional[str]) -> ServerConfig:
     """The config of the data to read: from --config, or DIR plus --backend (or detection)."""
-    from zktwist.config import load
-
     if config_path:
-        if directory:
-            raise UsageError("give either DIR or --config, not both")
-        try:
-            cfg = load(config_path)
-        except ConfigError as e:
-            raise UsageError(str(e))
-        if backend:
-            cfg.storage_backend = backend
+        cfg = _config_file(config_path, directory, "give either DIR or --config, not both",
+                           backend)
         dirs = [cfg.data_dir] + ([cfg.data_log_dir] if cfg.storage_backend == "filelog" else [])
         for d in dirs:
             if not os.path.isdir(d):
@@ -844,17 +853,9 @@ def _digest(chunks: Iterable[bytes]) -> Tuple[int, str]:
 
 def resolve_destination(directory: Optional[str], backend: Optional[str],
                         config_path: Optional[str]) -> ServerConfig:
-    from zktwist.config import load as load_config
-
     if config_path:
-        if directory:
-            raise UsageError("give either DST_DIR or --to-config, not both")
-        try:
-            cfg = load_config(config_path)
-        except ConfigError as e:
-            raise UsageError(str(e))
-        if backend:
-            cfg.storage_backend = backend
+        cfg = _config_file(config_path, directory,
+                           "give either DST_DIR or --to-config, not both", backend)
     else:
         if not directory:
             raise UsageError("give a destination directory (DST_DIR) or --to-config FILE")

@@ -264,6 +264,23 @@ def decode_request(op: int, data: bytes, offset: int) -> tuple:
     return DECODERS[op](Reader(data, offset))
 
 
+def decode_write_request(op: int, frame: bytes) -> Any:
+    """The request of a write frame (header at 0, record at 8) as Prep takes it.
+
+    deleteContainer carries a bare path string; reconfig is never decoded
+    (zktwist answers it with RECONFIGDISABLED); anything malformed comes back
+    as the exception, which Prep turns into MARSHALLINGERROR.
+    """
+    try:
+        if op == OpCode.deleteContainer:
+            return frame[8:].decode("utf-8", "replace")
+        if op == OpCode.reconfig:
+            return None
+        return decode_request(op, frame, 8)
+    except (JuteError, KeyError) as e:
+        return e
+
+
 # -- responses ---------------------------------------------------------------
 
 def multi_header(op_type: int, err: int) -> bytes:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Set, Tuple
 from zktwist.core.txn import Txn, decode, encode
 from zktwist.proto.consts import Err, OpCode
 from zktwist.quorum import messages as m
-from zktwist.quorum.effects import Disconnect
+from zktwist.quorum.effects import Disconnect, SyncDone
 from zktwist.quorum.messages import counter_of, epoch_of, make_zxid
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -506,8 +506,6 @@ class Leader:
 
     def _answer_sync(self, sid: Optional[int], target: Any) -> None:
         if sid is None:
-            from zktwist.quorum.effects import SyncDone
-
             self.p.emit(SyncDone(target, self.p.core.last_zxid))
         elif sid in self.learners:
             self.p.send(sid, m.SyncReply(target, self.last_committed))

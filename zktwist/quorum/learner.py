@@ -21,7 +21,7 @@ Where the TLA+ deep bugs (../shared/reference/anchors.md) are prevented:
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, Deque, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Deque, List, Optional
 
 from zktwist.core.database import ZooKeeperCore
 from zktwist.core.txn import Txn
@@ -50,9 +50,7 @@ class Learner:
         self.committed_upto = 0
         self.newleader_seen = False
         self.uptodate = False
-        self.reload_seq: Optional[int] = None
-        self.reload_zxid = 0
-        self.blocked: List[Tuple[int, Any]] = []
+        self.blocked: Deque[Any] = deque()  # from the leader while a TRUNC rebuilds the core
         self.stopped = False
         self.unsafe_ack = "ack_before_durable" in peer.unsafe
         # Cumulative ACKs: the highest proposal known durable here, and the last one ACKed.
@@ -108,8 +106,8 @@ class Learner:
         if sender != self.leader:
             return
         self.last_heard = now
-        if self.reload_seq is not None:
-            self.blocked.append((sender, msg))  # the core is being rebuilt (TRUNC)
+        if self.p.reload_pending is not None:
+            self.blocked.append(msg)  # the core is being rebuilt (TRUNC)
             return
         self._dispatch(msg, now)
 
@@ -177,22 +175,14 @@ class Learner:
             return
         # The core is rebuilt from durable storage after the log is cut at zxid
         # (ZOOKEEPER-2845: never keep a truncated txn in memory).
-        self.reload_seq = self.p.request_reload(zxid)
-        self.reload_zxid = zxid
+        self.p.request_reload(zxid)
 
-    def reloaded(self, seq: int, core: ZooKeeperCore, recent_txns: Any, now: int) -> None:
-        if self.reload_seq != seq:
-            return
-        self.reload_seq = None
-        self.p.install_core(core, recent_txns, self.reload_zxid, now)
-        self.p.trace("truncated", epoch=self.p.current_epoch, zxid=self.reload_zxid)
-        blocked, self.blocked = self.blocked, []
-        for _sender, msg in blocked:
-            if self.stopped or self.reload_seq is not None:
-                if self.reload_seq is not None:
-                    self.blocked.append((_sender, msg))
-                continue
-            self._dispatch(msg, now)
+    def resume(self, now: int) -> None:
+        """The core was rebuilt after our TRUNC: handle what the leader sent meanwhile,
+        unless another rebuild starts first."""
+        blocked = self.blocked
+        while blocked and not self.stopped and self.p.reload_pending is None:
+            self._dispatch(blocked.popleft(), now)
 
     def _snap(self, zxid: int, data: bytes, now: int) -> None:
         if self.phase != SYNC:

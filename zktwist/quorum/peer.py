@@ -55,6 +55,7 @@ from zktwist.quorum.effects import (
     SessionEstablished,
     SessionRejected,
     SetMeta,
+    StartServing,
     StopServing,
     SyncDone,
     Trace,
@@ -171,7 +172,8 @@ class QuorumPeer:
         # clients: what this server is waiting for on their behalf
         # A Reload (TRUNC) in progress: (seq, zxid).  Until it is done the durable log is
         # shorter than the core, so the peer neither votes nor takes a role.
-        self.reload_pending: Optional[Tuple[int, int]] = None
+        # (seq, zxid, generation of the role that asked)
+        self.reload_pending: Optional[Tuple[int, int, int]] = None
         self.pending_writes: Dict[Tuple[int, int], Any] = {}
         self.pending_closes: Dict[Tuple[int, int], Any] = {}
         self.pending_sessions: Dict[int, Any] = {}
@@ -272,7 +274,7 @@ class QuorumPeer:
         peer must not vote with the core's zxid even if the role that asked ends first.
         """
         seq = self.store(lambda s: Reload(s, zxid))
-        self.reload_pending = (seq, zxid)
+        self.reload_pending = (seq, zxid, self._gen)
         return seq
 
     def log_txns(self, txns: Sequence[Txn], then: Optional[Callable[[int], None]] = None) -> int:
@@ -351,8 +353,6 @@ class QuorumPeer:
         self._out.append(SessionClosed(session_id))
 
     def set_serving(self, serving: bool, reason: str = "") -> None:
-        from zktwist.quorum.effects import StartServing
-
         if serving and not self._serving:
             self._serving = True
             self._out.append(StartServing({LEADING: "leader", FOLLOWING: "follower",
@@ -495,19 +495,18 @@ class QuorumPeer:
         self._storage_done(seq, now)
         if pending is None or pending[0] != seq:  # pragma: no cover - shell bug
             raise AssertionError("reloaded(%d) without that Reload pending" % seq)
-        if self.role is not None and hasattr(self.role, "reloaded") and \
-                getattr(self.role, "reload_seq", None) == seq:
-            self.role.reloaded(seq, core, recent_txns, now)
-        else:
-            # The role that asked is gone (we are LOOKING): the log is truncated all the
-            # same, so the core must be the reloaded one before we vote with its zxid.
-            self.install_core(core, recent_txns, pending[1], now)
-            self.trace("truncated", epoch=self._current_epoch, zxid=pending[1])
-            if self._state == LOOKING:
-                self.trace("looking", epoch=self._current_epoch, zxid=self.last_logged,
-                           detail="reloaded")
-                self.emit_all(self.election.start(self.last_logged, self._current_epoch, now))
-                self._check_election(now)
+        _, zxid, gen = pending
+        # The log is truncated whoever asked: the core must be the reloaded one.
+        self.install_core(core, recent_txns, zxid, now)
+        self.trace("truncated", epoch=self._current_epoch, zxid=zxid)
+        if gen == self._gen and self.role is not None:
+            self.role.resume(now)  # the learner that asked: what arrived meanwhile
+        elif self._state == LOOKING:
+            # It left its role while the reload ran; only now may we vote with our zxid.
+            self.trace("looking", epoch=self._current_epoch, zxid=self.last_logged,
+                       detail="reloaded")
+            self.emit_all(self.election.start(self.last_logged, self._current_epoch, now))
+            self._check_election(now)
         return self._drain()
 
     def install_core(self, core: ZooKeeperCore, recent_txns: Sequence[Txn], last_logged: int,

@@ -21,11 +21,9 @@ from __future__ import annotations
 import gc
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
-from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.protocol import Factory
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -44,7 +42,7 @@ from zktwist.server.peerstore import recover_peer, run_storage_op
 from zktwist.server.registry import ConnectionRegistry
 from zktwist.server.snapshots import Snapshotter
 from zktwist.server.stats import BufferStats, ServerStats
-from zktwist.storage.committer import StorageThread
+from zktwist.storage.committer import BatchingStorage
 
 log = Logger()
 
@@ -111,7 +109,7 @@ class _Append:
         self.records = records
 
 
-class PeerStorage:
+class PeerStorage(BatchingStorage):
     """Runs a peer's storage effects in order on one thread, with group commit.
 
     Ops queue up while one batch is on the thread; the next batch takes all of
@@ -126,30 +124,14 @@ class PeerStorage:
     def __init__(self, reactor: Any, backend: Any, core_config: CoreConfig, window: int,
                  on_results: Callable[[List[StorageResult]], None],
                  on_failure: Callable[[Failure], None], clock: Callable[[], int]) -> None:
-        self.reactor = reactor
+        super().__init__(reactor)
         self.backend = backend
         self.core_config = core_config
         self.window = window
         self.on_results = on_results
         self.on_failure = on_failure
         self.clock = clock
-        self.pool: Any = StorageThread("zktwist-storage")
-        self._pending: List[Any] = []
-        self._in_flight = False
-        self._scheduled = False
         self.failed = False
-        self.batches = 0
-        self.last_sync_ms = 0.0
-
-    def start(self) -> None:
-        self.pool.start()
-
-    def stop(self) -> None:
-        self.pool.stop()
-
-    @property
-    def busy(self) -> bool:
-        return self._in_flight or bool(self._pending)
 
     def submit(self, op: Any) -> None:
         if self.failed:
@@ -160,14 +142,7 @@ class PeerStorage:
             txn_bytes = codec.txn_bytes
             op = _Append(op.seq, [(t.zxid, txn_bytes(t)) for t in op.txns])
         self._pending.append(op)
-        if not self._in_flight and not self._scheduled:
-            # Wait for the rest of this reactor turn: that is the group in group commit.
-            self._scheduled = True
-            self.reactor.callLater(0, self._flush)
-
-    def run_serialized(self, fn: Callable[..., Any], *args: Any) -> Deferred:
-        """Run ``fn`` on the storage thread, in order with the ops already handed over."""
-        return deferToThreadPool(self.reactor, self.pool, fn, *args)
+        self._schedule()
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -235,73 +210,8 @@ class PeerStorage:
         finally:
             if failure is not None:
                 self.on_failure(failure)
-            elif self._pending and not self._in_flight and not self._scheduled:
-                self._scheduled = True
-                self.reactor.callLater(0, self._flush)
-
-
-class EnsembleSnapshotter(Snapshotter):
-    """Fuzzy snapshots as standalone takes them, abandoned when the peer stops serving.
-
-    While serving, every change in the tree is committed, so a fuzzy snapshot
-    holds nothing a TRUNC could take back.  Leaving a role fast-forwards logged
-    but uncommitted txns into the tree; a snapshot still being sliced then
-    would capture them, so :meth:`cancel` makes it abort at the next slice.
-    """
-
-    def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self.generation = 0
-
-    def cancel(self) -> None:
-        self.generation += 1
-
-    @inlineCallbacks
-    def _take(self) -> Any:
-        """Snapshotter._take, checking before each slice that the peer still serves."""
-        from zktwist.storage.snapshot import snapshot_chunks
-
-        generation = self.generation
-        started = time.monotonic()
-        core = self.core
-        zxid = core.last_zxid
-        sessions = {sid: s.timeout for sid, s in core.sessions.sessions.items()}
-        yield self.run_on_log_thread(self.backend.roll)
-        writer = self.backend.begin_snapshot(zxid)
-        chunks: Iterator[bytes] = snapshot_chunks(core.tree, sessions, zxid,
-                                                  self.nodes_per_slice)
-        try:
-            while True:
-                if self.generation != generation:
-                    raise _Abandoned()
-                t0 = time.monotonic()
-                chunk = next(chunks, None)
-                self.max_slice_ms = max(self.max_slice_ms, (time.monotonic() - t0) * 1000)
-                if chunk is None:
-                    break
-                yield deferToThreadPool(self.reactor, self.pool, writer.write, chunk)
-            if self.generation != generation:
-                raise _Abandoned()
-            yield deferToThreadPool(self.reactor, self.pool, writer.commit)
-        except Exception as e:
-            if isinstance(e, _Abandoned):
-                log.info("Snapshot 0x{zxid:x} abandoned: the peer left its role", zxid=zxid)
-            else:
-                log.failure("Snapshot 0x{zxid:x} failed; will try again later", zxid=zxid)
-            try:
-                yield deferToThreadPool(self.reactor, self.pool, writer.abort)
-            except Exception:
-                pass
-            return None
-        self.taken += 1
-        self.last_duration = time.monotonic() - started
-        log.info("Snapshot 0x{zxid:x} written in {s:.2f}s", zxid=zxid, s=self.last_duration)
-        yield self.purge()
-        return zxid
-
-
-class _Abandoned(Exception):
-    pass
+            elif self._pending:
+                self._schedule()
 
 
 # -- clients -----------------------------------------------------------------------------------
@@ -374,7 +284,7 @@ class EnsembleServer(ConnectionRegistry):
                                    self._storage_failed, self.now)
         self.peer: Optional[QuorumPeer] = None
         self._core: Optional[ZooKeeperCore] = None
-        self.snapshotter: Optional[EnsembleSnapshotter] = None
+        self.snapshotter: Optional[Snapshotter] = None
         self.network: Any = None
         if network is not None:
             self.attach_network(network)
@@ -452,7 +362,7 @@ class EnsembleServer(ConnectionRegistry):
             self.backend, self.pconfig.core_config(), now, self.pconfig.committed_log_size)
         self.peer = QuorumPeer(self.pconfig, core, accepted, current, recent, now)
         self._core_changed()
-        self.snapshotter = EnsembleSnapshotter(
+        self.snapshotter = Snapshotter(
             self.reactor, core, self.backend, self.storage.run_serialized,
             self.config.snap_count, self.config.snap_retain_count)
         self.storage.start()
@@ -575,7 +485,7 @@ class EnsembleServer(ConnectionRegistry):
             self._running = False
         if self.peer is not None and self.peer.core is not self._core:
             self._core_changed()
-        self._flush_dirty()
+        self.flush_dirty()
         self._maybe_resume()
 
     def _core_changed(self) -> None:
@@ -693,11 +603,7 @@ class EnsembleServer(ConnectionRegistry):
         conn.write_applied(entry, frame)
 
     def _fx_session_closed(self, e: fx.SessionClosed) -> None:
-        conn = self.by_session.pop(e.session_id, None)
-        if conn is not None and conn.closing_session:
-            return  # the client asked: its reply goes out first, then the socket closes
-        if conn is not None:
-            conn.close()
+        self.close_session_connection(e.session_id)
 
     # -- connections (ClientConnection's server interface) --------------------------------------
 
@@ -741,15 +647,7 @@ class EnsembleServer(ConnectionRegistry):
                      started: float) -> None:
         peer = self.peer
         assert peer is not None
-        try:
-            if op == OpCode.deleteContainer:
-                req: Any = frame[8:].decode("utf-8", "replace")
-            elif op == OpCode.reconfig:
-                req = None
-            else:
-                req = records.decode_request(op, frame, 8)
-        except (JuteError, KeyError) as e:
-            req = e
+        req = records.decode_write_request(op, frame)
         entry = Entry(xid, op, None, started)
         conn.queue.append(entry)
         self._count_in()
@@ -793,11 +691,6 @@ class EnsembleServer(ConnectionRegistry):
                     c.paused = False
                     c.transport.resumeProducing()  # type: ignore[union-attr]
 
-    def _flush_dirty(self) -> None:
-        dirty = self.dirty
-        while dirty:
-            dirty.pop().flush()
-
     # -- what 4lw show --------------------------------------------------------------------------
 
     @property
@@ -807,13 +700,3 @@ class EnsembleServer(ConnectionRegistry):
             return peer.role
         return None
 
-    def is_four_letter_word(self, word: bytes) -> bool:
-        from zktwist.server.fourletter import is_command
-        return is_command(word)
-
-    def run_four_letter_word(self, conn: ClientConnection, word: str) -> None:
-        from zktwist.server.fourletter import run
-        text = run(self, conn, word)
-        conn.transport.write(text.encode("utf-8"))  # type: ignore[union-attr]
-        conn.transport.loseConnection()  # type: ignore[union-attr]
-        conn.connectionLost(None)

@@ -1,8 +1,9 @@
-"""The live client connections of a server and its per-IP limit (maxClientCnxns).
+"""The live client connections of a server: per-IP limit (maxClientCnxns), the
+set of connections with output to flush, session -> connection, four-letter words.
 
-Shared by the standalone and the ensemble server: both admit and forget
-connections the same way; what else a closing connection releases (watches,
-its session's entry) is theirs.
+Shared by the standalone and the ensemble server: both admit, flush, close and
+forget connections the same way; what else a closing connection releases
+(watches, its place in a throttle) is theirs.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ log = Logger()
 
 
 class ConnectionRegistry:
-    """Mixin: needs ``config.max_client_cnxns``, ``stats``, ``connections``, ``per_ip``, ``dirty``."""
+    """Mixin: needs ``config.max_client_cnxns``, ``stats``, ``connections``, ``per_ip``,
+    ``dirty`` and ``by_session``."""
 
     config: Any
     stats: Any
     connections: Set[Any]
     per_ip: Dict[str, int]
     dirty: Set[Any]
+    by_session: Dict[int, Any]
 
     def connection_opened(self, conn: Any) -> bool:
         limit = self.config.max_client_cnxns
@@ -45,3 +48,28 @@ class ConnectionRegistry:
             else:
                 self.per_ip[conn.remote_ip] = n
         self.dirty.discard(conn)
+
+    def flush_dirty(self) -> None:
+        """One transport write per connection that got output in this batch."""
+        dirty = self.dirty
+        while dirty:
+            dirty.pop().flush()
+
+    def close_session_connection(self, session_id: int) -> None:
+        """A closeSession txn was applied: close the session's connection here, if any."""
+        conn = self.by_session.pop(session_id, None)
+        if conn is not None and conn.closing_session:
+            return  # the client asked: its reply goes out first, then the socket closes
+        if conn is not None:
+            conn.close()
+
+    def is_four_letter_word(self, word: bytes) -> bool:
+        from zktwist.server.fourletter import is_command
+        return is_command(word)
+
+    def run_four_letter_word(self, conn: Any, word: str) -> None:
+        from zktwist.server.fourletter import run
+        text = run(self, conn, word)  # type: ignore[arg-type]  # a server, by the mixin
+        conn.transport.write(text.encode("utf-8"))
+        conn.transport.loseConnection()
+        conn.connectionLost(None)

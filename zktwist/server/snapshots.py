@@ -128,6 +128,8 @@ class Snapshotter:
         self.taken = 0
         self.last_duration = 0.0
         self.max_slice_ms = 0.0
+        # cancel() bumps it: a snapshot being sliced under an older generation aborts
+        self.generation = 0
         self._roll()
 
     def _roll(self) -> None:
@@ -165,30 +167,42 @@ class Snapshotter:
         self.in_progress = False
         return result
 
+    def cancel(self) -> None:
+        """Abandon the snapshot being sliced, at its next slice (an ensemble member that
+        leaves its role fast-forwards uncommitted txns into the tree)."""
+        self.generation += 1
+
     @inlineCallbacks
     def _take(self) -> Any:
-        try:
-            from zktwist.storage.snapshot import snapshot_chunks
-        except ImportError:  # pragma: no cover
-            return None
+        from zktwist.storage.snapshot import snapshot_chunks
+
+        generation = self.generation
         started = time.monotonic()
-        zxid = self.core.last_zxid
-        sessions = {sid: s.timeout for sid, s in self.core.sessions.sessions.items()}
+        core = self.core
+        zxid = core.last_zxid
+        sessions = {sid: s.timeout for sid, s in core.sessions.sessions.items()}
         yield self.run_on_log_thread(self.backend.roll)
         writer = self.backend.begin_snapshot(zxid)
-        chunks: Iterator[bytes] = snapshot_chunks(self.core.tree, sessions, zxid,
+        chunks: Iterator[bytes] = snapshot_chunks(core.tree, sessions, zxid,
                                                   self.nodes_per_slice)
         try:
             while True:
+                if self.generation != generation:
+                    raise _Abandoned()
                 t0 = time.monotonic()
                 chunk = next(chunks, None)
                 self.max_slice_ms = max(self.max_slice_ms, (time.monotonic() - t0) * 1000)
                 if chunk is None:
                     break
                 yield deferToThreadPool(self.reactor, self.pool, writer.write, chunk)
+            if self.generation != generation:
+                raise _Abandoned()
             yield deferToThreadPool(self.reactor, self.pool, writer.commit)
-        except Exception:
-            log.failure("Snapshot 0x{zxid:x} failed; will try again later", zxid=zxid)
+        except Exception as e:
+            if isinstance(e, _Abandoned):
+                log.info("Snapshot 0x{zxid:x} abandoned: the peer left its role", zxid=zxid)
+            else:
+                log.failure("Snapshot 0x{zxid:x} failed; will try again later", zxid=zxid)
             try:
                 yield deferToThreadPool(self.reactor, self.pool, writer.abort)
             except Exception:
@@ -211,3 +225,7 @@ class Snapshotter:
         if removed:
             log.info("Autopurge removed: {names}", names=", ".join(removed))
         return removed
+
+
+class _Abandoned(Exception):
+    """A snapshot given up because :meth:`Snapshotter.cancel` was called while it was sliced."""

@@ -21,7 +21,7 @@ from zktwist.core.sessions import session_password
 from zktwist.core.txn import Txn, decode
 from zktwist.proto import records
 from zktwist.proto.consts import Err, OpCode
-from zktwist.proto.jute import JuteError, pack_int, pack_reply_header
+from zktwist.proto.jute import pack_int, pack_reply_header
 from zktwist.server.connection import ClientConnection, Entry, pack_framed_reply_header
 from zktwist.server.stats import ServerStats
 from zktwist.server.registry import ConnectionRegistry
@@ -46,7 +46,7 @@ class StandaloneServer(ConnectionRegistry):
             tick_time=config.tick_time, server_id=1, skip_acl=config.skip_acl,
             extended_types=config.extended_types_enabled, super_digest=config.super_digest,
             container_max_never_used_ms=config.container_max_never_used_ms), wall_ms())
-        self.core.on_session_closed = self._session_closed
+        self.core.on_session_closed = self.close_session_connection
         self.committer = GroupCommitter(reactor, backend, self._durable, self._log_failed,
                                         self._snapshot_due)
         self.snapshotter = Snapshotter(reactor, self.core, backend, self.committer.run_serialized,
@@ -158,15 +158,7 @@ class StandaloneServer(ConnectionRegistry):
     def submit_write(self, conn: ClientConnection, xid: int, op: int, frame: bytes,
                      started: float) -> None:
         core = self.core
-        try:
-            if op == OpCode.deleteContainer:
-                req: Any = frame[8:].decode("utf-8", "replace")
-            elif op == OpCode.reconfig:
-                req = None
-            else:
-                req = records.decode_request(op, frame, 8)
-        except (JuteError, KeyError) as e:
-            req = e
+        req = records.decode_write_request(op, frame)
         now = self.now_ms
         if op == OpCode.deleteContainer:
             txn = core.prep.prep_delete_container(req, now) if isinstance(req, str) else \
@@ -270,17 +262,12 @@ class StandaloneServer(ConnectionRegistry):
                     old.close()
                 self.by_session[sid] = conn
                 conn.established(sid, txn.body[0], session_password(sid))
-        self._flush_dirty()
+        self.flush_dirty()
         self._maybe_resume()
 
     def _snapshot_due(self, n: int) -> bool:
         """Will logging ``n`` more txns start a snapshot (whose log roll must precede the next batch)?"""
         return self.snapshotter.would_take(n)
-
-    def _flush_dirty(self) -> None:
-        dirty = self.dirty
-        while dirty:
-            dirty.pop().flush()
 
     def _log_failed(self, batch: List[Txn], failure: Failure) -> None:
         log.failure("Writing the transaction log failed; {n} txns rolled back", failure, n=len(batch))
@@ -306,28 +293,8 @@ class StandaloneServer(ConnectionRegistry):
         # Sessions marked closing by a rolled-back close may close again at the next tick.
         for s in self.core.sessions.sessions.values():
             s.closing = False
-        self._flush_dirty()
+        self.flush_dirty()
         self._maybe_resume()
-
-    def _session_closed(self, session_id: int) -> None:
-        conn = self.by_session.pop(session_id, None)
-        if conn is not None and conn.closing_session:
-            return  # the client asked: its reply goes out first, then the socket closes
-        if conn is not None:
-            conn.close()
-
-    # -- four-letter words ------------------------------------------------------------------------
-
-    def is_four_letter_word(self, word: bytes) -> bool:
-        from zktwist.server.fourletter import is_command
-        return is_command(word)
-
-    def run_four_letter_word(self, conn: ClientConnection, word: str) -> None:
-        from zktwist.server.fourletter import run
-        text = run(self, conn, word)
-        conn.transport.write(text.encode("utf-8"))  # type: ignore[union-attr]
-        conn.transport.loseConnection()  # type: ignore[union-attr]
-        conn.connectionLost(None)
 
 
 class ClientFactory(Factory):

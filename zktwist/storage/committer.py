@@ -70,22 +70,21 @@ class StorageThread:
             del item, on_result, func, args
 
 
-class GroupCommitter:
-    def __init__(self, reactor: Any, backend: Any,
-                 on_durable: Callable[[List[Txn]], None],
-                 on_failure: Callable[[List[Txn], Failure], None],
-                 hold_next: Optional[Callable[[int], bool]] = None) -> None:
+class BatchingStorage:
+    """The part of group commit both servers share: one storage thread, work handed
+    over during a reactor turn becomes one batch, one batch in flight at a time.
+
+    Subclasses keep ``_pending`` filled, call :meth:`_schedule`, and implement
+    ``_flush`` (take ``_pending``, set ``_in_flight``, hand the batch to ``pool``).
+    """
+
+    def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
-        self.backend = backend
-        self.on_durable = on_durable
-        self.on_failure = on_failure
-        self.hold_next = hold_next
         self.pool: Any = StorageThread("zktwist-storage")
-        self._pending: List[Txn] = []
+        self._pending: List[Any] = []
         self._in_flight = False
         self._scheduled = False
         self.batches = 0
-        self.txns = 0
         self.last_sync_ms = 0.0
 
     def start(self) -> None:
@@ -98,11 +97,36 @@ class GroupCommitter:
     def busy(self) -> bool:
         return self._in_flight or bool(self._pending)
 
-    def submit(self, txn: Txn) -> None:
-        self._pending.append(txn)
+    def _schedule(self) -> None:
+        """Flush at the end of this reactor turn, unless a batch is on the thread (then its
+        completion flushes): that wait is the group in group commit."""
         if not self._in_flight and not self._scheduled:
             self._scheduled = True
             self.reactor.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        raise NotImplementedError
+
+    def run_serialized(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn`` on the storage thread, in order with the batches handed over (a Deferred)."""
+        return deferToThreadPool(self.reactor, self.pool, fn, *args)
+
+
+class GroupCommitter(BatchingStorage):
+    def __init__(self, reactor: Any, backend: Any,
+                 on_durable: Callable[[List[Txn]], None],
+                 on_failure: Callable[[List[Txn], Failure], None],
+                 hold_next: Optional[Callable[[int], bool]] = None) -> None:
+        super().__init__(reactor)
+        self.backend = backend
+        self.on_durable = on_durable
+        self.on_failure = on_failure
+        self.hold_next = hold_next
+        self.txns = 0
+
+    def submit(self, txn: Txn) -> None:
+        self._pending.append(txn)
+        self._schedule()
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -118,10 +142,6 @@ class GroupCommitter:
             call_from_thread(finished, ok, result, batch)
 
         self.pool.callInThreadWithCallback(on_result, self._write, records)
-
-    def run_serialized(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn`` on the storage thread, in order with the log writes (roll, purge)."""
-        return deferToThreadPool(self.reactor, self.pool, fn, *args)
 
     def _write(self, records: List[Tuple[int, bytes]]) -> float:
         """Runs on the storage thread: one write and one fsync for the whole batch."""
