@@ -41,7 +41,7 @@ from zktwist.server.connection import CLOSED, CONNECTING, ClientConnection, Entr
 from zktwist.server.peerstore import recover_peer, run_storage_op
 from zktwist.server.registry import ConnectionRegistry
 from zktwist.server.snapshots import Snapshotter
-from zktwist.server.stats import BufferStats, ServerStats
+from zktwist.server.stats import STARTUP_METRICS, BufferStats, ServerStats, record_recovery
 from zktwist.storage.committer import BatchingStorage
 
 log = Logger()
@@ -290,7 +290,8 @@ class EnsembleServer(ConnectionRegistry):
             self.attach_network(network)
         self.stats = ServerStats()
         self.stats.enable("updatelatency", "readlatency", "bytes_received_count",
-                          "connection_request_count", "fsynctime", "sync_processor_batch_size")
+                          "connection_request_count", "fsynctime", "sync_processor_batch_size",
+                          *STARTUP_METRICS)
         self.connections: Set[ClientConnection] = set()
         self.by_session: Dict[int, ClientConnection] = {}
         self.per_ip: Dict[str, int] = {}
@@ -356,15 +357,20 @@ class EnsembleServer(ConnectionRegistry):
 
         Returns the last zxid recovered.
         """
+        started = time.monotonic()
         self.backend.open()
         now = self.now()
+        timings: Dict[str, int] = {}
         core, accepted, current, recent = recover_peer(
-            self.backend, self.pconfig.core_config(), now, self.pconfig.committed_log_size)
+            self.backend, self.pconfig.core_config(), now, self.pconfig.committed_log_size,
+            timings)
+        record_recovery(self.stats, timings, timings.get("txns_loaded", 0), started)
         self.peer = QuorumPeer(self.pconfig, core, accepted, current, recent, now)
         self._core_changed()
         self.snapshotter = Snapshotter(
             self.reactor, core, self.backend, self.storage.run_serialized,
-            self.config.snap_count, self.config.snap_retain_count)
+            self.config.snap_count, self.config.snap_retain_count,
+            on_taken=lambda ms: self.stats.add("snapshottime", ms))
         self.storage.start()
         self.snapshotter.start()
         log.info("zktwist server.{sid}: recovered to zxid 0x{zxid:x}, acceptedEpoch {a}, "

@@ -11,7 +11,7 @@ state from a backend at start-up, so the simulator exercises exactly the code
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Deque, List, Tuple
+from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from zktwist.core.database import CoreConfig, ZooKeeperCore
 from zktwist.core.txn import Txn, decode, encode
@@ -68,8 +68,9 @@ def _epoch_meta(backend: Any, key: str) -> int:
     return int(value) if value not in (None, "") else 0
 
 
-def recover_peer(backend: Any, core_config: CoreConfig, now: int,
-                 window: int = 500) -> Tuple[ZooKeeperCore, int, int, List[Txn]]:
+def recover_peer(backend: Any, core_config: CoreConfig, now: int, window: int = 500,
+                 timings: Optional[Dict[str, int]] = None
+                 ) -> Tuple[ZooKeeperCore, int, int, List[Txn]]:
     """Rebuild a peer's durable state from an opened backend.
 
     Returns ``(core, accepted_epoch, current_epoch, recent_txns)``: the core
@@ -78,10 +79,13 @@ def recover_peer(backend: Any, core_config: CoreConfig, now: int,
     replayed after the snapshot, oldest first.  Like ZooKeeper's
     ZKDatabase, only the replayed txns seed the committed log for DIFF:
     logged txns older than the snapshot may be a diverged history a SNAP
-    replaced, and must never be sent to a follower.
+    replaced, and must never be sent to a follower.  ``timings``: as
+    :func:`~zktwist.server.snapshots.recover`'s, plus ``txns_loaded``.
     """
     core = ZooKeeperCore(core_config, now)
-    snap_zxid, _ = recover(core, backend, now)
+    snap_zxid, replayed = recover(core, backend, now, timings)
+    if timings is not None:
+        timings["txns_loaded"] = replayed
     payloads: Deque[bytes] = deque(maxlen=max(window, 0) or None)
     if window > 0:
         for _, payload in backend.read_txns(snap_zxid + 1):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any, Callable, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.threads import deferToThreadPool
@@ -31,13 +31,17 @@ def _epoch(zxid: int) -> int:
     return zxid >> 32
 
 
-def recover(core: ZooKeeperCore, backend: Any, now_ms: int) -> Tuple[int, int]:
+def recover(core: ZooKeeperCore, backend: Any, now_ms: int,
+            timings: Optional[Dict[str, int]] = None) -> Tuple[int, int]:
     """Load the newest valid snapshot, then replay every later txn.
 
     Returns ``(snapshot zxid, txns replayed)``.  A damaged snapshot is skipped
     for an older one (with a log line); a gap in the log after the snapshot
-    refuses to start rather than come up with a shorter history.
+    refuses to start rather than come up with a shorter history.  ``timings``,
+    if given, gets ``snap_load_ms`` and ``txns_load_ms`` (Apache ZooKeeper's
+    startup_snap_load_time and startup_txns_load_time, in ms) and ``snap_zxid``.
     """
+    started = time.monotonic()
     snap_zxid = 0
     snap: Any = None
     for zxid in backend.list_snapshots():
@@ -56,6 +60,7 @@ def recover(core: ZooKeeperCore, backend: Any, now_ms: int) -> Tuple[int, int]:
                  n=len(snap.tree.nodes), s=len(snap.sessions))
         break
     unresolved = list(getattr(snap, "unresolved_acls", ()) or ()) if snap_zxid else []
+    snap_loaded = time.monotonic()
     replayed = 0
     expected = snap_zxid + 1
     for zxid, payload in backend.read_txns(snap_zxid + 1):
@@ -69,6 +74,10 @@ def recover(core: ZooKeeperCore, backend: Any, now_ms: int) -> Tuple[int, int]:
         replayed += 1
         expected = zxid + 1
     _after_replay(core, unresolved)
+    if timings is not None:
+        timings["snap_load_ms"] = int((snap_loaded - started) * 1000)
+        timings["txns_load_ms"] = int((time.monotonic() - snap_loaded) * 1000)
+        timings["snap_zxid"] = snap_zxid
     return snap_zxid, replayed
 
 
@@ -113,7 +122,8 @@ class Snapshotter:
     def __init__(self, reactor: Any, core: ZooKeeperCore, backend: Any,
                  run_on_log_thread: Callable[..., Deferred], snap_count: int,
                  retain: int, rng: Optional[random.Random] = None,
-                 nodes_per_slice: int = 2000) -> None:
+                 nodes_per_slice: int = 2000,
+                 on_taken: Optional[Callable[[int], None]] = None) -> None:
         self.reactor = reactor
         self.core = core
         self.backend = backend
@@ -122,6 +132,8 @@ class Snapshotter:
         self.retain = retain
         self.rng = rng or random.Random()
         self.nodes_per_slice = nodes_per_slice
+        #: called with each finished snapshot's duration in ms (mntr's snapshottime)
+        self.on_taken = on_taken
         self.pool = ThreadPool(1, 1, name="zktwist-snapshot")
         self.txns_since = 0
         self.in_progress = False
@@ -211,6 +223,8 @@ class Snapshotter:
         self.taken += 1
         self.last_duration = time.monotonic() - started
         log.info("Snapshot 0x{zxid:x} written in {s:.2f}s", zxid=zxid, s=self.last_duration)
+        if self.on_taken is not None:
+            self.on_taken(int(self.last_duration * 1000))
         yield self.purge()
         return zxid
 

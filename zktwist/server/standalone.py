@@ -23,7 +23,7 @@ from zktwist.proto import records
 from zktwist.proto.consts import Err, OpCode
 from zktwist.proto.jute import pack_int, pack_reply_header
 from zktwist.server.connection import ClientConnection, Entry, pack_framed_reply_header
-from zktwist.server.stats import ServerStats
+from zktwist.server.stats import STARTUP_METRICS, ServerStats, record_recovery
 from zktwist.server.registry import ConnectionRegistry
 from zktwist.server.snapshots import Snapshotter, recover, write_snapshot_now
 from zktwist.storage.committer import GroupCommitter
@@ -49,12 +49,14 @@ class StandaloneServer(ConnectionRegistry):
         self.core.on_session_closed = self.close_session_connection
         self.committer = GroupCommitter(reactor, backend, self._durable, self._log_failed,
                                         self._snapshot_due)
-        self.snapshotter = Snapshotter(reactor, self.core, backend, self.committer.run_serialized,
-                                       config.snap_count, config.snap_retain_count)
-        self.snapshot_zxid = 0
         self.stats = ServerStats()
         self.stats.enable("updatelatency", "readlatency", "bytes_received_count",
-                          "connection_request_count", "fsynctime", "sync_processor_batch_size")
+                          "connection_request_count", "fsynctime", "sync_processor_batch_size",
+                          *STARTUP_METRICS)
+        self.snapshotter = Snapshotter(reactor, self.core, backend, self.committer.run_serialized,
+                                       config.snap_count, config.snap_retain_count,
+                                       on_taken=self._snapshot_taken)
+        self.snapshot_zxid = 0
         self.connections: Set[ClientConnection] = set()
         self.by_session: Dict[int, ClientConnection] = {}
         self.per_ip: Dict[str, int] = {}
@@ -76,14 +78,19 @@ class StandaloneServer(ConnectionRegistry):
 
         Returns the number of txns replayed.
         """
+        started = time.monotonic()
         self.backend.open()
         now = wall_ms()
-        self.snapshot_zxid, count = recover(self.core, self.backend, now)
+        timings: Dict[str, int] = {}
+        self.snapshot_zxid, count = recover(self.core, self.backend, now, timings)
+        record_recovery(self.stats, timings, count, started)
         snaps = self.backend.list_snapshots()
         if not snaps or snaps[0] != self.core.last_zxid:
             # As Apache ZooKeeper does: a clean snapshot of what was recovered
             # (a fresh dataDir gets snapshot.0, so Apache can read it too).
+            snap_started = time.monotonic()
             self.snapshot_zxid = write_snapshot_now(self.core, self.backend)
+            self._snapshot_taken(int((time.monotonic() - snap_started) * 1000))
             self.backend.purge(self.config.snap_retain_count)
         gc.freeze()  # the recovered tree is long-lived: keep it out of GC passes
         # Restored sessions get a full timeout from now to reattach.
@@ -93,6 +100,9 @@ class StandaloneServer(ConnectionRegistry):
         self.snapshotter.start()
         self.serving = True
         return count
+
+    def _snapshot_taken(self, ms: int) -> None:
+        self.stats.add("snapshottime", ms)
 
     def shutdown(self) -> None:
         self.serving = False
