@@ -420,8 +420,12 @@ class RecordsContract:
         # Gaps and an epoch change, as after a leader election.
         zxids = [zx(1), zx(2), zx(5), zx(6), zx(1, epoch=2), zx(3, epoch=2), zx(1, epoch=5)]
         records = recs(zxids)
-        b.append_and_sync(records[:4])
-        b.append_and_sync(records[4:])
+        # Rolled between batches: a file log then skips whole files before from_zxid.
+        b.append_and_sync(records[:2])
+        b.roll()
+        b.append_and_sync(records[2:5])
+        b.roll()
+        b.append_and_sync(records[5:])
         for restart in (False, True):
             if restart:
                 b = self.reopen(b)

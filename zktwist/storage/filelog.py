@@ -288,7 +288,14 @@ class FileLogBackend:
         self._opened = True
 
     def read_txns(self, from_zxid: int = 0) -> Iterator[Tuple[int, bytes]]:
-        for _, path in self._list_files():
+        files = self._list_files()
+        # A file is named by its first zxid: the newest file that starts at or before
+        # from_zxid may hold it, every older file holds only earlier txns.
+        first = 0
+        for i, (start, _) in enumerate(files):
+            if start <= from_zxid:
+                first = i
+        for _, path in files[first:]:
             for zxid, payload in scan_file(path).records:
                 if zxid >= from_zxid:
                     yield zxid, payload
