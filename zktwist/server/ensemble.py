@@ -40,7 +40,7 @@ from zktwist.server.connection import CLOSED, CONNECTING, ClientConnection, Entr
     pack_framed_reply_header
 from zktwist.server.peerstore import recover_peer, run_storage_op
 from zktwist.server.registry import ConnectionRegistry
-from zktwist.server.snapshots import Snapshotter
+from zktwist.server.snapshots import Snapshotter, collector_paused
 from zktwist.server.stats import STARTUP_METRICS, BufferStats, ServerStats, record_recovery
 from zktwist.storage.committer import BatchingStorage
 
@@ -358,15 +358,16 @@ class EnsembleServer(ConnectionRegistry):
         Returns the last zxid recovered.
         """
         started = time.monotonic()
-        self.backend.open()
-        now = self.now()
-        timings: Dict[str, int] = {}
-        core, accepted, current, recent = recover_peer(
-            self.backend, self.pconfig.core_config(), now, self.pconfig.committed_log_size,
-            timings)
-        record_recovery(self.stats, timings, timings.get("txns_loaded", 0), started)
-        self.peer = QuorumPeer(self.pconfig, core, accepted, current, recent, now)
-        self._core_changed()
+        with collector_paused():
+            self.backend.open()
+            now = self.now()
+            timings: Dict[str, int] = {}
+            core, accepted, current, recent = recover_peer(
+                self.backend, self.pconfig.core_config(), now, self.pconfig.committed_log_size,
+                timings)
+            record_recovery(self.stats, timings, timings.get("txns_loaded", 0), started)
+            self.peer = QuorumPeer(self.pconfig, core, accepted, current, recent, now)
+            self._core_changed()  # freezes the recovered tree
         self.snapshotter = Snapshotter(
             self.reactor, core, self.backend, self.storage.run_serialized,
             self.config.snap_count, self.config.snap_retain_count,

@@ -25,7 +25,7 @@ from zktwist.proto.jute import pack_int, pack_reply_header
 from zktwist.server.connection import ClientConnection, Entry, pack_framed_reply_header
 from zktwist.server.stats import STARTUP_METRICS, ServerStats, record_recovery
 from zktwist.server.registry import ConnectionRegistry
-from zktwist.server.snapshots import Snapshotter, recover, write_snapshot_now
+from zktwist.server.snapshots import Snapshotter, collector_paused, recover, write_snapshot_now
 from zktwist.storage.committer import GroupCommitter
 
 log = Logger()
@@ -79,20 +79,21 @@ class StandaloneServer(ConnectionRegistry):
         Returns the number of txns replayed.
         """
         started = time.monotonic()
-        self.backend.open()
-        now = wall_ms()
-        timings: Dict[str, int] = {}
-        self.snapshot_zxid, count = recover(self.core, self.backend, now, timings)
-        record_recovery(self.stats, timings, count, started)
-        snaps = self.backend.list_snapshots()
-        if not snaps or snaps[0] != self.core.last_zxid:
-            # As Apache ZooKeeper does: a clean snapshot of what was recovered
-            # (a fresh dataDir gets snapshot.0, so Apache can read it too).
-            snap_started = time.monotonic()
-            self.snapshot_zxid = write_snapshot_now(self.core, self.backend)
-            self._snapshot_taken(int((time.monotonic() - snap_started) * 1000))
-            self.backend.purge(self.config.snap_retain_count)
-        gc.freeze()  # the recovered tree is long-lived: keep it out of GC passes
+        with collector_paused():
+            self.backend.open()
+            now = wall_ms()
+            timings: Dict[str, int] = {}
+            self.snapshot_zxid, count = recover(self.core, self.backend, now, timings)
+            record_recovery(self.stats, timings, count, started)
+            snaps = self.backend.list_snapshots()
+            if not snaps or snaps[0] != self.core.last_zxid:
+                # As Apache ZooKeeper does: a clean snapshot of what was recovered
+                # (a fresh dataDir gets snapshot.0, so Apache can read it too).
+                snap_started = time.monotonic()
+                self.snapshot_zxid = write_snapshot_now(self.core, self.backend)
+                self._snapshot_taken(int((time.monotonic() - snap_started) * 1000))
+                self.backend.purge(self.config.snap_retain_count)
+            gc.freeze()  # the recovered tree is long-lived: keep it out of GC passes
         # Restored sessions get a full timeout from now to reattach.
         for sid in list(self.core.sessions.sessions):
             self.core.sessions.touch(sid, now)
