@@ -161,7 +161,7 @@ def _serving(port: int) -> bool:
     """A session can be established (Apache listens before it has loaded its data)."""
     from zktwist.cli.bench import Session
     try:
-        s = Session("127.0.0.1", port)
+        s = Session("127.0.0.1", port, handshake_timeout=5.0)
     except (ConnectionError, OSError):
         return False
     s.close()

@@ -106,21 +106,30 @@ def delete_body(path: str) -> bytes:
 class Session:
     """A blocking raw-protocol session (set-up, idle sessions, fills)."""
 
-    def __init__(self, host: str, port: int, timeout_ms: int = 30000) -> None:
+    def __init__(self, host: str, port: int, timeout_ms: int = 30000,
+                 handshake_timeout: Optional[float] = None) -> None:
+        """``handshake_timeout``: seconds to wait for the session (a server that accepts
+        connections while it is still loading its data may not answer at all)."""
         try:
-            self.sock = socket.create_connection((host, port))
+            self.sock = socket.create_connection((host, port), timeout=handshake_timeout)
         except OSError as e:
             raise ConnectionError("cannot connect to %s:%d: %s" % (host, port, e))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         req = struct.pack(">iqiq", 0, 0, timeout_ms, 0) + encode_buffer(b"\x00" * 16) + b"\x00"
-        self.sock.sendall(_frame(req))
         self.buf = b""
         try:
+            self.sock.sendall(_frame(req))
             self._read_exact_frame()
+        except socket.timeout:
+            self.sock.close()
+            raise ConnectionError("%s:%d did not answer the handshake in %ss"
+                                  % (host, port, handshake_timeout))
         except ConnectionError:
+            self.sock.close()
             raise ConnectionError(
                 "%s:%d closed a new connection (Apache ZooKeeper's maxClientCnxns is 60 per "
                 "address by default; set maxClientCnxns=0 for many sessions)" % (host, port))
+        self.sock.settimeout(None)
         self.xid = 0
         self.sent: deque = deque()
 
