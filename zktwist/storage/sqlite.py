@@ -60,8 +60,6 @@ CHUNK_SIZE = 1 << 20          # snapshot bytes per snapshot_chunks row
 READ_BATCH = 1000             # txn rows per locked SELECT in read_txns
 BUSY_TIMEOUT_MS = 10000       # an operator's shell holding a write lock
 VACUUM_FREE_FRACTION = 0.5    # purge shrinks the file when more than this is free
-CHECKPOINT_BYTES = 4 << 20    # committed bytes between background WAL checkpoints
-WAL_LIMIT = 64 << 20          # a WAL file growing past this is checkpointed by the writer
 INTERNAL_PREFIX = "sqlite."   # meta keys the backend keeps for itself
 KEY_SCHEMA = INTERNAL_PREFIX + "schema_version"
 KEY_BASE = INTERNAL_PREFIX + "base_zxid"
@@ -250,61 +248,6 @@ class SQLiteSnapshotWriter:
             self.backend._discard_staged(staged)
 
 
-class _Checkpointer:
-    """Copies the WAL back into the database on its own thread and connection.
-
-    SQLite's automatic checkpoint runs inside the COMMIT that fills the WAL past
-    1000 pages, fsyncing the database file while the next batch of txns waits
-    (at 80k txns/s that is a checkpoint every few dozen ms, and the write path's
-    p999 went to 250 ms).  Here commits only wake this thread; a PASSIVE
-    checkpoint runs beside the writer (SQLite lets one checkpoint run alongside
-    one writer) and never blocks it.  Checkpoints change only where committed
-    data lives, never what is durable, so the thread needs no coordination.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.checkpoints = 0
-        self._wake = threading.Event()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="zktwist-sqlite-checkpoint",
-                                        daemon=True)
-        self._thread.start()
-
-    def request(self) -> None:
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        self._thread.join(60)
-
-    def _run(self) -> None:
-        conn: Optional[sqlite3.Connection] = None
-        try:
-            while True:
-                self._wake.wait()
-                self._wake.clear()
-                if self._stopping:
-                    return
-                try:
-                    if conn is None:
-                        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000.0,
-                                               isolation_level=None, check_same_thread=False)
-                        conn.execute("PRAGMA synchronous=FULL")  # sync the WAL, then the database
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    self.checkpoints += 1
-                except sqlite3.Error as e:
-                    log.warn("Background checkpoint of {path} failed: {error}", path=self.path,
-                             error=e)
-                    if conn is not None:
-                        conn.close()
-                        conn = None
-        finally:
-            if conn is not None:
-                conn.close()
-
-
 @implementer(IStorageBackend)
 class SQLiteBackend:
     """Txns, snapshots and metadata in one SQLite database, ``<dataDir>/zktwist.sqlite3``."""
@@ -324,9 +267,6 @@ class SQLiteBackend:
         self._base = 0
         self._fail: Optional[BaseException] = None
         self.syncs = 0
-        self._checkpointer: Optional[_Checkpointer] = None
-        self._uncheckpointed = 0    # bytes committed since the last checkpoint request
-        self._wal_high = WAL_LIMIT  # the WAL size past which the writer checkpoints itself
 
     @classmethod
     def from_config(cls, config: Any) -> "SQLiteBackend":
@@ -438,7 +378,6 @@ class SQLiteBackend:
             raise StorageError("SQLite database %s: cannot use WAL mode (journal_mode is %s); "
                                "is the data dir on a network file system?" % (self.path, mode))
         self._execute("PRAGMA busy_timeout=%d" % BUSY_TIMEOUT_MS)
-        self._execute("PRAGMA wal_autocheckpoint=0")  # _Checkpointer does it, off this thread
         self._set_sync("FULL")
 
     @contextlib.contextmanager
@@ -645,7 +584,6 @@ class SQLiteBackend:
             self._last_durable = prev
             self._pending = []
             self.syncs += 1
-            self._committed(sum(len(r[7]) for r in rows) + 100 * len(rows))
 
     def append_and_sync(self, records: Sequence[Tuple[int, bytes]]) -> None:
         """One group commit: one transaction, one fsync; on failure nothing of ``records`` stays."""
@@ -722,34 +660,7 @@ class SQLiteBackend:
             self._execute("INSERT INTO snapshot_chunks(id, seq, data, checksum) "
                           "VALUES (?, ?, ?, ?)",
                           (staged, seq, data, zlib.crc32(data)))
-        self._committed(len(data))
         return staged
-
-    def _committed(self, nbytes: int) -> None:
-        """About ``nbytes`` went into the WAL: wake the checkpointer every CHECKPOINT_BYTES.
-
-        Under a steady stream of commits a PASSIVE checkpoint may never catch up
-        with the writer, and SQLite reuses the WAL from its start only after one
-        has; so when the WAL file grows past its high-water mark the writer, with
-        nothing else writing meanwhile, checkpoints once itself.
-        """
-        self._uncheckpointed += nbytes
-        if self._uncheckpointed < CHECKPOINT_BYTES or self._conn is None:
-            return
-        self._uncheckpointed = 0
-        if self._checkpointer is None:
-            self._checkpointer = _Checkpointer(self.path)
-        self._checkpointer.request()
-        try:
-            wal = os.stat(self.path + "-wal").st_size
-        except OSError:
-            return
-        if wal > self._wal_high:
-            self._wal_high = wal
-            try:
-                self._execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.Error as e:
-                log.warn("Checkpoint of {path} failed: {error}", path=self.path, error=e)
 
     def _publish_snapshot(self, writer: SQLiteSnapshotWriter, final: bytes) -> None:
         zxid = writer.zxid
@@ -910,9 +821,6 @@ class SQLiteBackend:
         """Close the connection; appended but unsynced records are lost."""
         with self._lock:
             self._pending = []
-            checkpointer, self._checkpointer = self._checkpointer, None
-            if checkpointer is not None:
-                checkpointer.stop()
             conn, self._conn = self._conn, None
             if conn is not None:
                 try:
