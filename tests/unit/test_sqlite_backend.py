@@ -10,6 +10,7 @@ processes, and fill the disk.  The shared contract every backend meets is in
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -665,6 +666,67 @@ def test_last_zxid_stays_when_purge_leaves_no_txn(tmp_path):
     finally:
         b.close()
     assert [z for z, _ in read_back(tmp_path)] == [11]
+
+
+def _rows_at_or_below(directory: Path, zxid: int) -> int:
+    with contextlib.closing(raw(directory)) as db:
+        return db.execute("SELECT count(*) FROM txns WHERE zxid <= ?", (zxid,)).fetchone()[0]
+
+
+def test_purged_rows_are_deleted_a_batch_per_commit_and_never_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(sqlite_module, "TRIM_BATCH", 40)
+    b = opened(tmp_path)
+    try:
+        _history(b, [100, 200], 250)
+        assert b.purge(1) == ["snapshot 0x64", "200 txns up to 0xc8"]
+        # Out of the log at once, still in the table: the purge deleted no row itself.
+        assert _rows_at_or_below(tmp_path, 200) == 200
+        assert [z for z, _ in b.read_txns(0)] == list(range(201, 251))
+        assert [z for z, _ in b.read_txns(150)] == list(range(201, 251))
+        # Each group commit deletes TRIM_BATCH of them along with its own rows.
+        b.append_and_sync(records(251, 1))
+        assert _rows_at_or_below(tmp_path, 200) == 160
+        for z in range(252, 257):
+            b.append_and_sync(records(z, 1))
+        assert _rows_at_or_below(tmp_path, 200) == 0
+        assert not b._trim_pending
+    finally:
+        b.close()
+    assert [z for z, _ in read_back(tmp_path)] == list(range(201, 257))
+
+
+def test_purged_rows_left_by_a_crash_are_skipped_and_deleted_later(tmp_path, monkeypatch):
+    monkeypatch.setattr(sqlite_module, "TRIM_BATCH", 1000)
+    b = opened(tmp_path)
+    _history(b, [100, 200], 250)
+    b.purge(1)
+    crash(b)
+    assert _rows_at_or_below(tmp_path, 200) == 200
+    # A tool reading the closed database skips them too.
+    assert [z for z, _ in SQLiteBackend(str(tmp_path)).read_txns(0)] == list(range(201, 251))
+    b = opened(tmp_path)       # the chain is checked from the base: the leftovers are not in it
+    try:
+        assert b.last_zxid() == 250
+        assert [z for z, _ in b.read_txns(0)] == list(range(201, 251))
+        b.append_and_sync(records(251, 1))
+        assert _rows_at_or_below(tmp_path, 200) == 0
+    finally:
+        b.close()
+
+
+def test_truncate_below_the_base_with_purged_rows_left(tmp_path):
+    b = opened(tmp_path)
+    try:
+        _history(b, [100, 200], 250)
+        b.purge(1)
+        b.truncate(150)
+        assert b.last_zxid() == 150
+        assert list(b.read_txns(0)) == []
+        b.append_and_sync(records(151, 5))
+        assert [z for z, _ in b.read_txns(0)] == list(range(151, 156))
+    finally:
+        b.close()
+    assert [z for z, _ in read_back(tmp_path)] == list(range(151, 156))
 
 
 def test_purge_gives_the_space_back(tmp_path):

@@ -60,6 +60,7 @@ CHUNK_SIZE = 1 << 20          # snapshot bytes per snapshot_chunks row
 READ_BATCH = 1000             # txn rows per locked SELECT in read_txns
 BUSY_TIMEOUT_MS = 10000       # an operator's shell holding a write lock
 VACUUM_FREE_FRACTION = 0.5    # purge shrinks the file when more than this is free
+TRIM_BATCH = 2000             # purged txn rows deleted per group commit (see purge)
 INTERNAL_PREFIX = "sqlite."   # meta keys the backend keeps for itself
 KEY_SCHEMA = INTERNAL_PREFIX + "schema_version"
 KEY_BASE = INTERNAL_PREFIX + "base_zxid"
@@ -265,6 +266,7 @@ class SQLiteBackend:
         self._pending: List[Tuple[int, bytes]] = []
         self._last_durable = 0
         self._base = 0
+        self._trim_pending = False  # purged txn rows (zxid <= _base) are still in the table
         self._fail: Optional[BaseException] = None
         self.syncs = 0
 
@@ -501,20 +503,21 @@ class SQLiteBackend:
             self._execute("DELETE FROM snapshot_staging")
 
     def _verify_txns(self) -> int:
-        """Check every txn row: checksum, chain, decoded columns.  Returns the last zxid."""
+        """Check every txn row after the base: checksum, chain, decoded columns.
+
+        Returns the last zxid.  Rows at or below the base are purged ones that
+        :meth:`sync` had not yet deleted; they are not part of the log.
+        """
         prev = self._base
-        after = None
+        after = self._base
         first = True
+        self._trim_pending = self._execute(
+            "SELECT 1 FROM txns WHERE zxid <= ? LIMIT 1", (self._base,)).fetchone() is not None
         while True:
-            if after is None:
-                rows = self._execute(
-                    "SELECT zxid, prev_zxid, session, cxid, time, type, path, payload, checksum "
-                    "FROM txns ORDER BY zxid LIMIT ?", (READ_BATCH,)).fetchall()
-            else:
-                rows = self._execute(
-                    "SELECT zxid, prev_zxid, session, cxid, time, type, path, payload, checksum "
-                    "FROM txns WHERE zxid > ? ORDER BY zxid LIMIT ?",
-                    (after, READ_BATCH)).fetchall()
+            rows = self._execute(
+                "SELECT zxid, prev_zxid, session, cxid, time, type, path, payload, checksum "
+                "FROM txns WHERE zxid > ? ORDER BY zxid LIMIT ?",
+                (after, READ_BATCH)).fetchall()
             if not rows:
                 return prev
             for zxid, prev_zxid, session, cxid, t, type_, path, payload, checksum in rows:
@@ -576,11 +579,18 @@ class SQLiteBackend:
                 rows.append((zxid, prev, session, cxid, t, type_, path, payload,
                              row_checksum(zxid, prev, payload)))
                 prev = zxid
+            trimmed = -1
             with self._transaction("appending %d txns 0x%x..0x%x"
                                    % (len(rows), pending[0][0], pending[-1][0]), self._log_sync):
                 self._executemany(
                     "INSERT INTO txns(zxid, prev_zxid, session, cxid, time, type, path, payload, "
                     "checksum) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                if self._trim_pending:
+                    trimmed = self._execute(
+                        "DELETE FROM txns WHERE zxid IN (SELECT zxid FROM txns WHERE zxid <= ? "
+                        "ORDER BY zxid LIMIT ?)", (self._base, TRIM_BATCH)).rowcount
+            if 0 <= trimmed < TRIM_BATCH:
+                self._trim_pending = False
             self._last_durable = prev
             self._pending = []
             self.syncs += 1
@@ -603,12 +613,21 @@ class SQLiteBackend:
             return self._last_durable
 
     def read_txns(self, from_zxid: int = 0) -> Iterator[Tuple[int, bytes]]:
-        """Logged txns from ``from_zxid`` on, checksums checked, then any not yet synced."""
+        """Logged txns from ``from_zxid`` on, checksums checked, then any not yet synced.
+
+        Rows at or below the base (``sqlite.base_zxid``) are purged: never read.
+        """
         after = from_zxid - 1
+        first = True
         while True:
             with self._reading("reading txns") as conn:
                 if conn is None:
                     return
+                if first:
+                    row = conn.execute("SELECT value FROM meta WHERE key = ?",
+                                       (KEY_BASE,)).fetchone()
+                    after = max(after, int(row[0]) if row and str(row[0]).isdigit() else 0)
+                    first = False
                 rows = conn.execute(
                     "SELECT zxid, prev_zxid, payload, checksum FROM txns WHERE zxid > ? "
                     "ORDER BY zxid LIMIT ?", (after, READ_BATCH)).fetchall()
@@ -637,7 +656,7 @@ class SQLiteBackend:
                     self._put_meta(KEY_BASE, str(base))
                 last = self._execute("SELECT max(zxid) FROM txns").fetchone()[0]
             self._base = base
-            self._last_durable = base if last is None else last
+            self._last_durable = base if last is None or last < base else last
             self._pending = [r for r in self._pending if r[0] <= zxid]
 
     def roll(self) -> None:
@@ -732,8 +751,13 @@ class SQLiteBackend:
     def purge(self, retain: int) -> List[str]:
         """Keep the ``retain`` newest snapshots and every txn after the oldest of them.
 
-        Then gives the freed pages back to the file system (incremental
-        vacuum, then a TRUNCATE checkpoint of the WAL).
+        The purged txns leave the log at once: the base (``sqlite.base_zxid``)
+        moves past them, and nothing reads a row at or below it.  Their rows
+        are deleted :data:`TRIM_BATCH` at a time by the group commits that
+        follow (:meth:`sync`), not here: deleting a snapshot interval's rows
+        in one transaction held every commit up for tens of ms.  Then the
+        freed pages go back to the file system (incremental vacuum, then a
+        TRUNCATE checkpoint of the WAL) when most of the file is free.
         """
         with self._lock:
             self._conn_or_raise()
@@ -745,17 +769,18 @@ class SQLiteBackend:
             removed = ["snapshot 0x%x" % z for z in dropped]
             with self._transaction("purging up to snapshot 0x%x" % oldest):
                 count, newest = self._execute(
-                    "SELECT count(*), max(zxid) FROM txns WHERE zxid <= ?", (oldest,)).fetchone()
+                    "SELECT count(*), max(zxid) FROM txns WHERE zxid > ? AND zxid <= ?",
+                    (self._base, oldest)).fetchone()
                 self._execute("DELETE FROM snapshot_chunks WHERE id IN "
                               "(SELECT id FROM snapshots WHERE zxid < ?)", (oldest,))
                 self._execute("DELETE FROM snapshots WHERE zxid < ?", (oldest,))
                 base = self._base
                 if count:
-                    self._execute("DELETE FROM txns WHERE zxid <= ?", (oldest,))
                     base = max(base, newest)
                     self._put_meta(KEY_BASE, str(base))
             if count:
                 removed.append("%d txns up to 0x%x" % (count, newest))
+                self._trim_pending = True
             self._base = base
             if self._last_durable < base:
                 self._last_durable = base
