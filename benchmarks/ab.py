@@ -157,11 +157,11 @@ class Server:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _serving(port: int) -> bool:
+def _serving(port: int, handshake_timeout: float = 5.0) -> bool:
     """A session can be established (Apache listens before it has loaded its data)."""
     from zktwist.cli.bench import Session
     try:
-        s = Session("127.0.0.1", port, handshake_timeout=5.0)
+        s = Session("127.0.0.1", port, handshake_timeout=handshake_timeout)
     except (ConnectionError, OSError):
         return False
     s.close()

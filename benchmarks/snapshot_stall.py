@@ -81,7 +81,7 @@ import time
 from collections import deque
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from zktwist.cli.bench import create_body
+from zktwist.cli.bench import create_body, four_letter, mntr
 from zktwist.proto.jute import encode_buffer, encode_ustring
 
 _int = struct.Struct(">i")
@@ -166,25 +166,6 @@ class Conn:
             self.sock.close()
         except OSError:
             pass
-
-
-def four_letter(port: int, word: str, timeout: float = 10.0) -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(word.encode())
-        out = b""
-        while True:
-            data = s.recv(65536)
-            if not data:
-                return out.decode(errors="replace")
-            out += data
-
-
-def mntr(port: int) -> Dict[str, str]:
-    out = {}
-    for line in four_letter(port, "mntr").splitlines():
-        k, _, v = line.partition("\t")
-        out[k] = v
-    return out
 
 
 # -- the server process ----------------------------------------------------------------------
@@ -465,7 +446,7 @@ class Server:
                 if time.monotonic() - t0 > timeout:
                     raise RuntimeError("server did not serve within %.0fs" % timeout)
                 try:
-                    if four_letter(self.port, "ruok", 1.0).startswith("imok"):
+                    if four_letter("127.0.0.1", self.port, "ruok", 1.0).startswith("imok"):
                         break
                 except OSError:
                     pass
@@ -759,7 +740,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                         args.outstanding, progress))
         time.sleep(0.5)
         rss_at[args.nodes] = rss_bytes(server.pid)
-        stats = mntr(port)
+        stats = mntr("127.0.0.1", port)
         res["znode_count"] = int(stats.get("zk_znode_count", "0"))
         res["approximate_data_size"] = int(stats.get("zk_approximate_data_size", "0"))
         for m, v in sorted(rss_at.items()):

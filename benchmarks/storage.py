@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -45,28 +44,18 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ab  # noqa: E402  (benchmarks/ab.py: servers, bench runs, medians)
 
+from zktwist.cli import bench  # noqa: E402
+
 SIDES = ("apache", "filelog", "sqlite")
 WRITE_WORKLOADS = ("set-8x100", "create-8x100")
 SIZES = {"100k": "fill-100k", "1m": "fill-1m"}
 PARTS = ("writes", "restarts")
 
 
-def four_letter(port: int, word: str, timeout: float = 30.0) -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(word.encode())
-        chunks = []
-        while True:
-            data = s.recv(65536)
-            if not data:
-                return b"".join(chunks).decode(errors="replace")
-            chunks.append(data)
-
-
 def mntr(port: int) -> Dict[str, float]:
     """The numeric mntr values, keys without the ``zk_`` prefix."""
     out: Dict[str, float] = {}
-    for line in four_letter(port, "mntr").splitlines():
-        key, _, value = line.partition("\t")
+    for key, value in bench.mntr("127.0.0.1", port, timeout=30.0).items():
         try:
             out[key[3:] if key.startswith("zk_") else key] = float(value)
         except ValueError:
@@ -100,18 +89,6 @@ def dir_bytes(path: Path) -> int:
     return total
 
 
-def serving(port: int) -> bool:
-    """A session can be established.  The short handshake timeout matters: Apache
-    ZooKeeper accepts connections while it loads its data and may never answer one
-    taken then (a 5 s timeout added 5 s to two of its restarts)."""
-    from zktwist.cli.bench import Session
-    try:
-        Session("127.0.0.1", port, handshake_timeout=0.5).close()
-    except (ConnectionError, OSError):
-        return False
-    return True
-
-
 class StorageServer(ab.Server):
     """A server whose data dir outlives its process: started, killed and started again."""
 
@@ -135,7 +112,9 @@ class StorageServer(ab.Server):
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = t0 + timeout
         while time.perf_counter() < deadline and self.proc.poll() is None:
-            if serving(self.port):
+            # A short handshake timeout: Apache ZooKeeper accepts connections while it loads
+            # its data and may never answer one taken then (5 s added 5 s to two restarts).
+            if ab._serving(self.port, handshake_timeout=0.5):
                 return time.perf_counter() - t0
             time.sleep(0.02)
         tail = (self.workdir / "server.log").read_text(errors="replace")[-3000:]

@@ -15,6 +15,7 @@ guarantees across a leader failover.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
@@ -23,6 +24,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 import pytest
 
 from tests.conftest import require_apache_zookeeper
+from tests.integration.conftest import wait_until as _wait_until
 from tests.support.ensemble import Ensemble
 
 pytest.importorskip("kazoo.client")
@@ -123,15 +125,8 @@ def clients(ensemble: Ensemble) -> Iterator[Clients]:
         factory.close_all()
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = WAIT, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+#: conftest's poll, with this file's longer default wait (faults take elections)
+wait_until = functools.partial(_wait_until, timeout=WAIT, interval=0.05)
 
 
 class Writer(threading.Thread):
@@ -177,7 +172,7 @@ def start_writers(clients: Clients, ens: Ensemble, base: str) -> List[Writer]:
     writers = [Writer(clients(first=sid), base, f"w{sid}") for sid in ens.members]
     for w in writers:
         w.start()
-    wait_until(lambda: all(len(w.acked) >= 3 for w in writers), what="writers writing")
+    wait_until(lambda: all(len(w.acked) >= 3 for w in writers), message="writers writing")
     return writers
 
 
@@ -250,7 +245,7 @@ def assert_sessions_survived(clients: Clients, sessions: Dict[KazooClient, int],
     lost = [c for c in clients.lost if c in sessions]
     assert not lost, f"{len(lost)} sessions were LOST"
     for client, sid in sessions.items():
-        wait_until(lambda: client.connected, what="client reconnected")
+        wait_until(lambda: client.connected, message="client reconnected")
         assert client.client_id[0] == sid, "the client got a new session instead of reattaching"
     for path, owner in ephemerals.items():
         assert path in tree, f"ephemeral {path} vanished"
@@ -271,8 +266,8 @@ def make_ephemerals(writers: List[Writer], base: str) -> Tuple[Dict[KazooClient,
 
 def keep_writing_until(writers: List[Writer], since: float, per_writer: int = 5,
                        timeout: float = WAIT) -> None:
-    wait_until(lambda: all(w.acked_after(since) >= per_writer for w in writers), timeout,
-               what=f"{per_writer} writes acknowledged through every client after the fault")
+    wait_until(lambda: all(w.acked_after(since) >= per_writer for w in writers), timeout=timeout,
+               message=f"{per_writer} writes acknowledged through every client after the fault")
     for w in writers:
         w.stop()
         assert not w.errors, f"writer {w.name_}: {w.errors[0]!r}"
@@ -314,7 +309,7 @@ def test_the_checks_catch_lost_and_phantom_writes_divergence_and_new_sessions(
 
     replaced = writers[1].client
     replaced.stop()
-    wait_until(lambda: replaced in clients.lost, what="kazoo reporting the stopped session LOST")
+    wait_until(lambda: replaced in clients.lost, message="kazoo reporting the stopped session LOST")
     with pytest.raises(AssertionError, match="sessions were LOST"):
         assert_sessions_survived(clients, sessions, ephemerals, tree)
     clients.lost.clear()
@@ -355,7 +350,7 @@ def test_leader_sigkill_loses_no_acknowledged_write(ensemble: Ensemble, clients:
         new_leader = ensemble.wait_for_leader(WAIT, exclude=[leader])
         assert new_leader != leader
         wait_until(lambda: all(w.acked_after(t_kill) >= 5 for w in writers),
-                   what="writes acknowledged through every client after the kill")
+                   message="writes acknowledged through every client after the kill")
         ensemble.restart(leader)
     keep_writing_until(writers, 0.0)
     clients(first=new_leader).set(base + "-watched", b"after")
@@ -381,7 +376,7 @@ def test_follower_sigstop_then_sigcont(ensemble: Ensemble, clients: Clients) -> 
         assert ensemble.leader() == leader, "a paused follower must not cost the leader its role"
     finally:
         ensemble.resume(follower)
-    wait_until(lambda: ensemble[follower].mode() in ("follower", "leader"), what="resumed member serving")
+    wait_until(lambda: ensemble[follower].mode() in ("follower", "leader"), message="resumed member serving")
     tree = assert_members_agree(clients, ensemble, writers, base)
     assert_sessions_survived(clients, sessions, ephemerals, tree)
 
@@ -417,13 +412,13 @@ def test_leader_cut_off_minority_stops_writes_and_clients_move(ensemble: Ensembl
     new_leader = ensemble.wait_for_leader(3 * WAIT, exclude=[leader])
     assert new_leader != leader
     # the minority stops serving writes: its only-client's writes fail, none is acknowledged
-    wait_until(lambda: ensemble[leader].mode() not in ("leader", "follower"), what="old leader stepping down")
+    wait_until(lambda: ensemble[leader].mode() not in ("leader", "follower"), message="old leader stepping down")
     assert _write_fails(stuck, f"{base}/minority-1"), "a member cut off from the majority took a write"
     clients.stop(stuck)   # drop the queued create: it must not be sent after the heal
     # every writer -- the old leader's first -- is acknowledged again: they moved to the majority
     keep_writing_until(writers, t_cut)
     ensemble.heal()
-    wait_until(lambda: ensemble[leader].mode() == "follower", what="old leader rejoining as follower")
+    wait_until(lambda: ensemble[leader].mode() == "follower", message="old leader rejoining as follower")
     tree = assert_members_agree(clients, ensemble, writers, base)
     assert f"{base}/minority-1" not in tree, "a write refused by the minority appeared after the heal"
     assert_sessions_survived(clients, sessions, ephemerals, tree)
@@ -447,11 +442,11 @@ def test_follower_cut_off_one_way(ensemble: Ensemble, clients: Clients, how: str
         link.cut() if how == "cut" else link.blackhole()
     # established connections from the follower: also hold the replies to it
     t_cut = time.monotonic()
-    wait_until(lambda: ensemble[follower].mode() is None, timeout=WAIT, what="follower leaving the quorum")
+    wait_until(lambda: ensemble[follower].mode() is None, timeout=WAIT, message="follower leaving the quorum")
     assert ensemble.leader() == leader
     keep_writing_until(writers, t_cut)
     ensemble.heal()
-    wait_until(lambda: ensemble[follower].mode() == "follower", what="follower rejoining")
+    wait_until(lambda: ensemble[follower].mode() == "follower", message="follower rejoining")
     tree = assert_members_agree(clients, ensemble, writers, base)
     assert_sessions_survived(clients, sessions, ephemerals, tree)
 
@@ -618,14 +613,14 @@ def test_recipes_keep_their_guarantees_across_leader_failover(ensemble: Ensemble
                 threading.Thread(target=guarded(consumer), daemon=True)]
     for t in threads:
         t.start()
-    wait_until(lambda: lock_state["acquired"] >= 5 and leading and len(consumed) >= 5, what="recipes running")
+    wait_until(lambda: lock_state["acquired"] >= 5 and leading and len(consumed) >= 5, message="recipes running")
     recipe_leader = list(leading)
     leader = ensemble.wait_for_leader(WAIT, all_serving=True)
     t_kill = ensemble.kill(leader)
     ensemble.wait_for_leader(WAIT, exclude=[leader])
     before = (lock_state["acquired"], len(consumed), len(put_acked))
     wait_until(lambda: lock_state["acquired"] >= before[0] + 5 and len(consumed) >= before[1] + 5
-               and len(put_acked) >= before[2] + 5, what="recipes working after the failover")
+               and len(put_acked) >= before[2] + 5, message="recipes working after the failover")
     assert time.monotonic() - t_kill < WAIT
     ensemble.restart(leader)
     stop.set()

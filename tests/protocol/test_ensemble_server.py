@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import pytest
 
@@ -138,22 +138,25 @@ class Member:
 
 
 class Ensemble:
-    """Three members on one clock; ``run`` advances it, ticking every member every 50 ms."""
+    """Members (three by default) on one clock; ``run`` advances it, ticking every member
+    every 50 ms.  ``servers``: the ``server.N`` lines every member's config gets."""
 
-    def __init__(self, tmp: Path, snap_count: int = 100000) -> None:
+    def __init__(self, tmp: Path, snap_count: int = 100000, start: Sequence[int] = (1, 2, 3),
+                 servers: str = SERVERS) -> None:
         self.tmp = tmp
         self.snap_count = snap_count
+        self.servers = servers
         self.clock = FakeReactor()
         self.clock.advance(EPOCH_S)
         self.hub = Hub(self.clock)
         self.members: Dict[int, Member] = {}
         self.backends: Dict[int, MemoryBackend] = {}
-        for sid in (1, 2, 3):
+        for sid in start:
             self.start(sid)
 
     def start(self, sid: int) -> Member:
         backend = self.backends.setdefault(sid, MemoryBackend())
-        m = self.members[sid] = Member(self, sid, backend)
+        m = self.members[sid] = Member(self, sid, backend, servers=self.servers)
         return m
 
     def crash(self, sid: int) -> None:
@@ -283,13 +286,7 @@ def test_zookeeper_config_node_holds_the_ensemble(ens: Ensemble) -> None:
 # -- clients -------------------------------------------------------------------------------------
 
 def test_not_serving_closes_client_connections_but_answers_srvr(tmp_path: Path) -> None:
-    ens = Ensemble.__new__(Ensemble)
-    ens.tmp, ens.snap_count = tmp_path, 100000
-    ens.clock = FakeReactor()
-    ens.clock.advance(EPOCH_S)
-    ens.hub = Hub(ens.clock)
-    ens.members, ens.backends = {}, {}
-    ens.start(1)  # alone: no quorum, never serves
+    ens = Ensemble(tmp_path, start=(1,))  # alone: no quorum, never serves
     ens.run(1.0)
     server = ens.server(1)
     assert not server.serving
@@ -473,16 +470,8 @@ def test_peer_storage_runs_ops_in_order_and_batches_consecutive_appends() -> Non
 # -- observers and expiry ------------------------------------------------------------------------
 
 def test_an_observer_serves_reads_forwards_writes_and_never_votes(tmp_path: Path) -> None:
-    ens = Ensemble.__new__(Ensemble)
-    ens.tmp, ens.snap_count = tmp_path, 100000
-    ens.clock = FakeReactor()
-    ens.clock.advance(EPOCH_S)
-    ens.hub = Hub(ens.clock)
-    ens.members, ens.backends = {}, {}
-    servers = SERVERS + "server.4=127.0.0.1:2891:3891:observer;127.0.0.1:2184\n"
-    for sid in (1, 2, 3, 4):
-        ens.backends[sid] = MemoryBackend()
-        ens.members[sid] = Member(ens, sid, ens.backends[sid], servers=servers)
+    ens = Ensemble(tmp_path, start=(1, 2, 3, 4),
+                   servers=SERVERS + "server.4=127.0.0.1:2891:3891:observer;127.0.0.1:2184\n")
     leader, others = ens.settle()
     assert leader == 3 and ens.server(4).mode == "observer"
     assert "Mode: observer\n" in word(ens.server(4), "srvr")

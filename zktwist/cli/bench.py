@@ -298,6 +298,27 @@ def java_heap_used(pid: int, full_gc: bool = True) -> int:
     return parse_heap_used(out)
 
 
+def four_letter(host: str, port: int, word: str, timeout: float = 10.0) -> str:
+    """Send a four-letter word; the whole answer (the server closes the connection after it)."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(word.encode())
+        chunks: List[bytes] = []
+        while True:
+            data = s.recv(65536)
+            if not data:
+                return b"".join(chunks).decode(errors="replace")
+            chunks.append(data)
+
+
+def mntr(host: str, port: int, timeout: float = 10.0) -> Dict[str, str]:
+    """``mntr`` as {key: value}, keys as printed (``zk_...``)."""
+    out: Dict[str, str] = {}
+    for line in four_letter(host, port, "mntr", timeout).splitlines():
+        key, _, value = line.partition("\t")
+        out[key] = value
+    return out
+
+
 def server_memory(pid: int) -> Dict[str, int]:
     mem = {"rss": proc_rss(pid)}
     if proc_name(pid) == "java":

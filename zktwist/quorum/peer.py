@@ -170,9 +170,9 @@ class QuorumPeer:
         self.election_epoch = 0
         self._serving = False
         # clients: what this server is waiting for on their behalf
-        # A Reload (TRUNC) in progress: (seq, zxid).  Until it is done the durable log is
-        # shorter than the core, so the peer neither votes nor takes a role.
-        # (seq, zxid, generation of the role that asked)
+        # A Reload (TRUNC) in progress: (seq, zxid, generation of the role that asked).
+        # Until it is done the durable log is shorter than the core, so the peer neither
+        # votes nor takes a role.
         self.reload_pending: Optional[Tuple[int, int, int]] = None
         self.pending_writes: Dict[Tuple[int, int], Any] = {}
         self.pending_closes: Dict[Tuple[int, int], Any] = {}

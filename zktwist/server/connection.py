@@ -21,6 +21,8 @@ from twisted.internet.tcp import Server as _TCPServer
 from twisted.logger import Logger
 
 from zktwist.core.acl import java_set_order
+from zktwist.core.database import ZooKeeperCore
+from zktwist.core.txn import Txn
 from zktwist.proto import records
 from zktwist.proto.consts import (
     AUTH_XID,
@@ -403,6 +405,29 @@ class ClientConnection(Protocol):
         entry.reply = reply
         self.drain()
         self.server.dirty.add(self)
+
+    def answer_write(self, entry: Entry, txn: Txn, result: Any) -> None:
+        """Reply to write ``entry`` whose ``txn`` was applied with ``result`` (both servers)."""
+        zxid = entry.zxid = txn.zxid
+        if entry.op == OpCode.check and txn.type == OpCode.check:
+            # 3.8.0 logs a passing top-level check and never answers it
+            # (FinalRequestProcessor fails to build the reply); the
+            # connection stays open and later requests are answered.
+            self.write_applied(entry, b"")
+            return
+        err, body = ZooKeeperCore.write_reply(entry.op, result)
+        if body is not None and err == 0:
+            frame = pack_framed_reply_header(16 + len(body), entry.xid, zxid, err) + body
+        else:
+            frame = pack_framed_reply_header(16, entry.xid, zxid, err)
+        self.write_applied(entry, frame)
+
+    def answer_close(self, entry: Entry, zxid: int) -> None:
+        """The closeSession txn was applied: reply, send everything now, close."""
+        entry.zxid = zxid
+        self.write_applied(entry, pack_framed_reply_header(16, entry.xid, zxid, 0))
+        self.flush()
+        self.close()
 
     def drain(self) -> None:
         queue = self.queue

@@ -365,7 +365,7 @@ class EnsembleServer(ConnectionRegistry):
             core, accepted, current, recent = recover_peer(
                 self.backend, self.pconfig.core_config(), now, self.pconfig.committed_log_size,
                 timings)
-            record_recovery(self.stats, timings, timings.get("txns_loaded", 0), started)
+            record_recovery(self.stats, timings, started)
             self.peer = QuorumPeer(self.pconfig, core, accepted, current, recent, now)
             self._core_changed()  # freezes the recovered tree
         self.snapshotter = Snapshotter(
@@ -560,13 +560,8 @@ class EnsembleServer(ConnectionRegistry):
 
     def _fx_session_established(self, e: fx.SessionEstablished) -> None:
         conn = e.token
-        if conn.state == CLOSED:
-            return
-        old = self.by_session.get(e.session_id)
-        if old is not None and old is not conn:
-            old.close()
-        self.by_session[e.session_id] = conn
-        conn.established(e.session_id, e.timeout, e.password)
+        if conn.state != CLOSED:
+            self.bind_session(conn, e.session_id, e.timeout, e.password)
 
     def _fx_session_rejected(self, e: fx.SessionRejected) -> None:
         conn = e.token
@@ -575,26 +570,13 @@ class EnsembleServer(ConnectionRegistry):
 
     def _fx_write_done(self, e: fx.WriteDone) -> None:
         conn, entry = e.token
-        txn = e.txn
         self.outstanding = max(0, self.outstanding - 1)
         if conn.state == CLOSED:
             return
-        entry.zxid = txn.zxid
         if entry.op == OpCode.closeSession:
-            conn.write_applied(entry, pack_framed_reply_header(16, entry.xid, txn.zxid, 0))
-            conn.flush()
-            conn.close()
-            return
-        if entry.op == OpCode.check and txn.type == OpCode.check:
-            # As standalone (and 3.8.0): a passing top-level check is logged and never answered.
-            conn.write_applied(entry, b"")
-            return
-        err, body = ZooKeeperCore.write_reply(entry.op, e.result)
-        if body is not None and err == 0:
-            frame = pack_framed_reply_header(16 + len(body), entry.xid, txn.zxid, err) + body
+            conn.answer_close(entry, e.txn.zxid)
         else:
-            frame = pack_framed_reply_header(16, entry.xid, txn.zxid, err)
-        conn.write_applied(entry, frame)
+            conn.answer_write(entry, e.txn, e.result)
 
     def _fx_sync_done(self, e: fx.SyncDone) -> None:
         conn, entry = e.token
@@ -679,24 +661,6 @@ class EnsembleServer(ConnectionRegistry):
         peer = self.peer
         assert peer is not None
         self._run(peer.client_sync((conn, entry), self.now_ms))
-
-    def _count_in(self) -> None:
-        self.outstanding += 1
-        if self.outstanding > self.config.global_outstanding_limit:
-            self._paused = True
-            for c in self.connections:
-                if not c.paused:
-                    c.paused = True
-                    c.transport.pauseProducing()  # type: ignore[union-attr]
-
-    def _maybe_resume(self) -> None:
-        # Called after every batch of effects: only walk the connections if some are paused.
-        if self._paused and self.outstanding <= self.config.global_outstanding_limit:
-            self._paused = False
-            for c in self.connections:
-                if c.paused:
-                    c.paused = False
-                    c.transport.resumeProducing()  # type: ignore[union-attr]
 
     # -- what 4lw show --------------------------------------------------------------------------
 

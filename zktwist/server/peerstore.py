@@ -80,12 +80,10 @@ def recover_peer(backend: Any, core_config: CoreConfig, now: int, window: int = 
     ZKDatabase, only the replayed txns seed the committed log for DIFF:
     logged txns older than the snapshot may be a diverged history a SNAP
     replaced, and must never be sent to a follower.  ``timings``: as
-    :func:`~zktwist.server.snapshots.recover`'s, plus ``txns_loaded``.
+    :func:`~zktwist.server.snapshots.recover`'s.
     """
     core = ZooKeeperCore(core_config, now)
-    snap_zxid, replayed = recover(core, backend, now, timings)
-    if timings is not None:
-        timings["txns_loaded"] = replayed
+    snap_zxid, _ = recover(core, backend, now, timings)
     payloads: Deque[bytes] = deque(maxlen=max(window, 0) or None)
     if window > 0:
         for _, payload in backend.read_txns(snap_zxid + 1):

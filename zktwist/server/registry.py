@@ -1,5 +1,6 @@
 """The live client connections of a server: per-IP limit (maxClientCnxns), the
-set of connections with output to flush, session -> connection, four-letter words.
+set of connections with output to flush, session -> connection, the
+globalOutstandingLimit throttle, four-letter words.
 
 Shared by the standalone and the ensemble server: both admit, flush, close and
 forget connections the same way; what else a closing connection releases
@@ -16,8 +17,9 @@ log = Logger()
 
 
 class ConnectionRegistry:
-    """Mixin: needs ``config.max_client_cnxns``, ``stats``, ``connections``, ``per_ip``,
-    ``dirty`` and ``by_session``."""
+    """Mixin: needs ``config.max_client_cnxns``, ``config.global_outstanding_limit``,
+    ``stats``, ``connections``, ``per_ip``, ``dirty``, ``by_session``, ``outstanding``
+    (requests in flight) and ``_paused`` (False at first)."""
 
     config: Any
     stats: Any
@@ -25,6 +27,8 @@ class ConnectionRegistry:
     per_ip: Dict[str, int]
     dirty: Set[Any]
     by_session: Dict[int, Any]
+    outstanding: int
+    _paused: bool
 
     def connection_opened(self, conn: Any) -> bool:
         limit = self.config.max_client_cnxns
@@ -54,6 +58,35 @@ class ConnectionRegistry:
         dirty = self.dirty
         while dirty:
             dirty.pop().flush()
+
+    def bind_session(self, conn: Any, session_id: int, timeout: int, password: bytes) -> None:
+        """``conn`` now holds ``session_id``: close a connection that held it before, answer
+        ``conn``'s ConnectRequest."""
+        old = self.by_session.get(session_id)
+        if old is not None and old is not conn:
+            old.close()
+        self.by_session[session_id] = conn
+        conn.established(session_id, timeout, password)
+
+    def _count_in(self) -> None:
+        """One more request in flight: past globalOutstandingLimit, stop reading sockets."""
+        self.outstanding += 1
+        if self.outstanding > self.config.global_outstanding_limit:
+            self._paused = True
+            for c in self.connections:
+                if not c.paused:
+                    c.paused = True
+                    c.transport.pauseProducing()
+
+    def _maybe_resume(self) -> None:
+        """After a batch: read sockets again once back under the limit.  Connections are
+        walked only when some were paused (this runs after every batch)."""
+        if self._paused and self.outstanding <= self.config.global_outstanding_limit:
+            self._paused = False
+            for c in self.connections:
+                if c.paused:
+                    c.paused = False
+                    c.transport.resumeProducing()
 
     def close_session_connection(self, session_id: int) -> None:
         """A closeSession txn was applied: close the session's connection here, if any."""

@@ -40,8 +40,10 @@ def recover(core: ZooKeeperCore, backend: Any, now_ms: int,
     Returns ``(snapshot zxid, txns replayed)``.  A damaged snapshot is skipped
     for an older one (with a log line); a gap in the log after the snapshot
     refuses to start rather than come up with a shorter history.  ``timings``,
-    if given, gets ``snap_load_ms`` and ``txns_load_ms`` (Apache ZooKeeper's
-    startup_snap_load_time and startup_txns_load_time, in ms) and ``snap_zxid``.
+    if given, gets what :func:`~zktwist.server.stats.record_recovery` reports:
+    ``snap_load_ms`` and ``txns_load_ms`` (Apache ZooKeeper's
+    startup_snap_load_time and startup_txns_load_time, in ms), ``txns_loaded``
+    and ``snap_zxid``.
     """
     started = time.monotonic()
     snap_zxid = 0
@@ -79,6 +81,7 @@ def recover(core: ZooKeeperCore, backend: Any, now_ms: int,
     if timings is not None:
         timings["snap_load_ms"] = int((snap_loaded - started) * 1000)
         timings["txns_load_ms"] = int((time.monotonic() - snap_loaded) * 1000)
+        timings["txns_loaded"] = replayed
         timings["snap_zxid"] = snap_zxid
     return snap_zxid, replayed
 

@@ -21,7 +21,6 @@ from zktwist.core.sessions import session_password
 from zktwist.core.txn import Txn, decode
 from zktwist.proto import records
 from zktwist.proto.consts import Err, OpCode
-from zktwist.proto.jute import pack_int, pack_reply_header
 from zktwist.server.connection import ClientConnection, Entry, pack_framed_reply_header
 from zktwist.server.stats import STARTUP_METRICS, ServerStats, record_recovery
 from zktwist.server.registry import ConnectionRegistry
@@ -64,6 +63,7 @@ class StandaloneServer(ConnectionRegistry):
         # zxid -> (connection or None, entry or None, kind)
         self._waiting: Dict[int, Tuple[Optional[ClientConnection], Optional[Entry], str]] = {}
         self.outstanding = 0
+        self._paused = False
         # The clock, read once per dataReceived and per durable batch (read_clock).
         self.mono = time.monotonic()
         self.wall = time.time()
@@ -84,7 +84,7 @@ class StandaloneServer(ConnectionRegistry):
             now = wall_ms()
             timings: Dict[str, int] = {}
             self.snapshot_zxid, count = recover(self.core, self.backend, now, timings)
-            record_recovery(self.stats, timings, count, started)
+            record_recovery(self.stats, timings, started)
             snaps = self.backend.list_snapshots()
             if not snaps or snaps[0] != self.core.last_zxid:
                 # As Apache ZooKeeper does: a clean snapshot of what was recovered
@@ -193,21 +193,6 @@ class StandaloneServer(ConnectionRegistry):
         self._count_in()
         self.committer.submit(txn)
 
-    def _count_in(self) -> None:
-        self.outstanding += 1
-        if self.outstanding > self.config.global_outstanding_limit:
-            for c in self.connections:
-                if not c.paused:
-                    c.paused = True
-                    c.transport.pauseProducing()  # type: ignore[union-attr]
-
-    def _maybe_resume(self) -> None:
-        if self.outstanding <= self.config.global_outstanding_limit:
-            for c in self.connections:
-                if c.paused:
-                    c.paused = False
-                    c.transport.resumeProducing()  # type: ignore[union-attr]
-
     def expire_sessions(self) -> None:
         """Tick: close the sessions whose time ran out."""
         now = wall_ms()
@@ -242,37 +227,17 @@ class StandaloneServer(ConnectionRegistry):
                 self.outstanding -= 1
                 if conn is None or entry is None or conn.state == 3:
                     continue
-                if entry.op == OpCode.check and txn.type == OpCode.check:
-                    # 3.8.0 logs a passing top-level check and never answers it
-                    # (FinalRequestProcessor fails to build the reply); the
-                    # connection stays open and later requests are answered.
-                    entry.zxid = txn.zxid
-                    conn.write_applied(entry, b"")
-                    continue
-                err, body = core.write_reply(entry.op, result)
-                entry.zxid = txn.zxid
-                if body is not None and err == 0:
-                    frame = pack_framed_reply_header(16 + len(body), entry.xid, txn.zxid, err) + body
-                else:
-                    frame = pack_framed_reply_header(16, entry.xid, txn.zxid, err)
-                conn.write_applied(entry, frame)
+                conn.answer_write(entry, txn, result)
             elif kind == "close":
                 self.outstanding -= 1
                 if conn is None or entry is None or conn.state == 3:
                     continue
-                entry.zxid = txn.zxid
-                conn.write_applied(entry, pack_int(16) + pack_reply_header(entry.xid, txn.zxid, 0))
-                conn.flush()
-                conn.close()
+                conn.answer_close(entry, txn.zxid)
             elif kind == "session":
                 if conn is None or conn.state == 3:
                     continue
                 sid = txn.session_id
-                old = self.by_session.get(sid)
-                if old is not None and old is not conn:
-                    old.close()
-                self.by_session[sid] = conn
-                conn.established(sid, txn.body[0], session_password(sid))
+                self.bind_session(conn, sid, txn.body[0], session_password(sid))
         self.flush_dirty()
         self._maybe_resume()
 
@@ -295,8 +260,8 @@ class StandaloneServer(ConnectionRegistry):
             if conn is None or conn.state == 3:
                 continue
             if entry is not None:
-                conn.write_applied(entry, pack_int(16) + pack_reply_header(
-                    entry.xid, self.core.last_zxid, Err.SYSTEMERROR))
+                conn.write_applied(entry, pack_framed_reply_header(
+                    16, entry.xid, self.core.last_zxid, Err.SYSTEMERROR))
             else:
                 conn.close()
             if kind == "session":

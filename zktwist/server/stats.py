@@ -325,12 +325,13 @@ class ServerStats:
         return out
 
 
-def record_recovery(stats: "ServerStats", timings: Dict[str, int], txns_loaded: int,
-                    started: float) -> None:
+def record_recovery(stats: "ServerStats", timings: Dict[str, int], started: float) -> None:
     """Start-up figures, as ZooKeeper's FileTxnSnapLog.restore and ZKDatabase.loadDataBase
-    record them: snapshot load and txn replay times (ms), txns replayed, and the whole load
-    (``dbinittime``, from ``started``, a ``time.monotonic()`` reading before storage opened)."""
+    record them: snapshot load and txn replay times (ms) and txns replayed (``timings``,
+    from :func:`~zktwist.server.snapshots.recover`), and the whole load (``dbinittime``,
+    from ``started``, a ``time.monotonic()`` reading before storage opened)."""
     stats.add("startup_snap_load_time", timings.get("snap_load_ms", 0))
+    txns_loaded = timings.get("txns_loaded", 0)
     if timings.get("snap_zxid") or txns_loaded:
         # An empty data dir has no log to replay: Apache records no txn load then.
         stats.add("startup_txns_load_time", timings.get("txns_load_ms", 0))
